@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The Debian packages threatlab's tests and live mode need, installed idempotently.
+# Quick when everything is present: it only calls apt when a package is missing.
+set -euo pipefail
+
+PACKAGES=(
+    iproute2   # ip netns, veth, bridges for live mode
+    tshark     # independent dissector: every pcap is checked with it
+    hping3     # the peer of the live injection benchmark
+    tcpdump
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-debian-deps: missing ${missing[*]}; run as root to install them" >&2
+    exit 1
+fi
+# Server packages must not start services on the host when installed (see shared/PEERS.md).
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+fi
+export DEBIAN_FRONTEND=noninteractive
+echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
