@@ -27,6 +27,8 @@ RunFunction = Callable[..., Mapping[str, Any]]
 # expected(params, defenses) -> analytic values of some metrics, same names as the metrics.
 ExpectFunction = Callable[[Mapping[str, ParamValue], frozenset[str]], Mapping[str, float]]
 # aggregate(list of trial measurements) -> metrics; the default is `default_aggregate`.
+# live(params, defenses, budget) -> a LiveReport-like mapping; one per real peer the threat runs against.
+LiveFunction = Callable[..., Mapping[str, Any]]
 AggregateFunction = Callable[[list[Mapping[str, Any]]], dict[str, float]]
 
 
@@ -137,6 +139,8 @@ class Threat:
     default_trials: int = 20
     summary: str = ""
     tags: tuple[str, ...] = field(default=())
+    # live mode: peer name ("linux", "dnsmasq", "threatlab", ...) -> function running the attack in namespaces
+    peers: Mapping[str, LiveFunction] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if "." not in self.id:
