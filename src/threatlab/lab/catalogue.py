@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -51,9 +52,15 @@ class Param:
             return "one of " + ", ".join(str(c) for c in self.choices)
         if self.kind is bool:
             return "true or false"
-        lo = "-inf" if self.min is None else f"{self.min:g}"
-        hi = "inf" if self.max is None else f"{self.max:g}"
+        lo = "-inf" if self.min is None else self._bound(self.min)
+        hi = "inf" if self.max is None else self._bound(self.max)
         return f"{self.kind.__name__} in [{lo}, {hi}]" + (f" {self.unit}" if self.unit else "")
+
+    def _bound(self, value: float) -> str:
+        # an int parameter's bounds exactly (2**32, not 4.29497e+09)
+        if self.kind is int and float(value).is_integer():
+            return str(int(value))
+        return f"{value:g}"
 
     def parse(self, text: str | ParamValue) -> ParamValue:
         """Turn a user's value into this parameter's type, or raise ParamError naming the range."""
@@ -226,8 +233,18 @@ class Catalogue:
         return [t for t in self if t.protocol == proto]
 
 
-def load_catalogue() -> Catalogue:
-    """The built-in catalogue: every protocol package's `threats.THREATS` that exists."""
+# Environment variable naming extra modules whose `THREATS` tuple joins the catalogue.
+PLUGINS_ENV = "THREATLAB_PLUGINS"
+
+
+def load_catalogue(plugins: str | None = None) -> Catalogue:
+    """The built-in catalogue: every protocol package's `threats.THREATS` that exists, then plugins.
+
+    Plugins are modules outside threatlab that define their own threats: `plugins` (or, when it is
+    None, the environment variable THREATLAB_PLUGINS) is a comma-separated list of importable module
+    names, each with a `THREATS` tuple of `Threat` entries, added after the built-in ones in the
+    order given. A plugin that cannot be imported, has no THREATS, or repeats an id is a UsageError.
+    """
     cat = Catalogue()
     for proto in PROTOCOL_PACKAGES:
         try:
@@ -238,4 +255,26 @@ def load_catalogue() -> Catalogue:
             raise
         for threat in getattr(mod, "THREATS", ()):
             cat.add(threat)
+    if plugins is None:
+        plugins = os.environ.get(PLUGINS_ENV, "")
+    for name in (n.strip() for n in plugins.split(",")):
+        if name:
+            _add_plugin(cat, name)
     return cat
+
+
+def _add_plugin(cat: Catalogue, name: str) -> None:
+    try:
+        mod = importlib.import_module(name)
+    except ImportError as exc:
+        raise UsageError(f"{PLUGINS_ENV}: cannot import plugin module {name!r}: {exc}") from None
+    threats = getattr(mod, "THREATS", None)
+    if threats is None:
+        raise UsageError(f"{PLUGINS_ENV}: plugin module {name!r} has no THREATS tuple")
+    for threat in threats:
+        if not isinstance(threat, Threat):
+            raise UsageError(f"{PLUGINS_ENV}: plugin module {name!r}: THREATS holds {threat!r}, not a Threat")
+        try:
+            cat.add(threat)
+        except ValueError as exc:
+            raise UsageError(f"{PLUGINS_ENV}: plugin module {name!r}: {exc}") from None
