@@ -7,7 +7,8 @@ PACKAGES=(
     iproute2   # ip netns, veth, bridges for live mode
     tshark     # independent dissector: every pcap is checked with it
     hping3     # the peer of the live injection benchmark
-    tcpdump
+    tcpdump    # live captures inside namespaces
+    nftables   # NAT nodes in live topologies (masquerade)
 )
 
 missing=()
