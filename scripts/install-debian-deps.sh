@@ -9,6 +9,7 @@ PACKAGES=(
     hping3     # the peer of the live injection benchmark
     tcpdump    # live captures inside namespaces
     nftables   # NAT nodes in live topologies (masquerade)
+    dhcpcd-base  # the RFC 3118 client threatlab's DHCP server interoperates with
 )
 
 missing=()

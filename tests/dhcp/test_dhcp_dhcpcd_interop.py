@@ -1,0 +1,109 @@
+"""dhcpcd (the one RFC 3118 client there is) gets a lease from threatlab's server with mutual
+authentication: configuration token, delayed authentication, delayed authentication with a realm.
+Needs root, iproute2 and dhcpcd (Debian: dhcpcd-base); runs in two network namespaces of its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytestmark = [
+    pytest.mark.live,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("dhcpcd") is None or shutil.which("ip") is None,
+        reason="needs root, iproute2 and dhcpcd",
+    ),
+]
+
+SERVER = textwrap.dedent("""
+    import random, socket, sys, time
+    from ipaddress import IPv4Address as A
+    from threatlab.dhcp.leases import LeaseStore
+    from threatlab.dhcp.server import AuthKey, DhcpServer, DhcpServerConfig
+    ifname, protocol, realm, key = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4].encode()
+    cfg = DhcpServerConfig(server_id=A("10.77.0.1"), pool_start=A("10.77.0.10"), pool_end=A("10.77.0.20"),
+                           lease_time=600, auth_paradigm="mutual", auth_protocol=protocol,
+                           auth_keys=(AuthKey(0 if protocol == 0 else 17, key, realm=realm),))
+    srv = DhcpServer(cfg, LeaseStore(), random.Random(1))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, ifname.encode())
+    s.bind(("0.0.0.0", 67))
+    s.settimeout(30)
+    t0 = time.monotonic_ns()
+    while True:
+        data, addr = s.recvfrom(4096)
+        for dg in srv.receive(data, time.monotonic_ns() - t0, src_ip=A(addr[0])):
+            # the client has no address yet: broadcast, so that no ARP is needed
+            s.sendto(dg.payload, ("255.255.255.255", 68))
+        for ev in srv.events():
+            print(type(ev).__name__, getattr(ev, "reason", ""), flush=True)
+""")
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("protocol,authprotocol,realm", [
+    (0, "token", ""),
+    (1, "delayed", ""),
+    (2, "delayedrealm", "lab.example"),
+])
+def test_dhcpcd_gets_a_lease_with_mutual_authentication(tmp_path, protocol, authprotocol, realm):
+    tag = f"{os.getpid() % 100000}{protocol}"
+    ns_s, ns_c = f"tl-dhs{tag}", f"tl-dhc{tag}"
+    if_s, if_c = f"tldhs{tag}", f"tldhc{tag}"
+    key = "sesame-sesame"
+    conf = tmp_path / "dhcpcd.conf"
+    conf.write_text(f'authprotocol {authprotocol}\nauthtoken {0 if protocol == 0 else 17} "{realm}" forever '
+                    f'"{key}"\nnoipv4ll\nclientid\n')
+    hook = tmp_path / "hook.sh"
+    hook.write_text('#!/bin/sh\n[ "$reason" = BOUND ] && ip addr add "$new_ip_address/$new_subnet_cidr" '
+                    'dev "$interface"\nexit 0\n')
+    hook.chmod(0o755)
+    server = None
+    try:
+        _ip("netns", "add", ns_s)
+        _ip("netns", "add", ns_c)
+        _ip("link", "add", if_s, "type", "veth", "peer", "name", if_c)
+        _ip("link", "set", if_s, "netns", ns_s)
+        _ip("link", "set", if_c, "netns", ns_c)
+        _ip("-n", ns_s, "addr", "add", "10.77.0.1/24", "dev", if_s)
+        _ip("-n", ns_s, "link", "set", if_s, "up")
+        _ip("-n", ns_c, "link", "set", if_c, "up")
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+        server = subprocess.Popen(
+            ["ip", "netns", "exec", ns_s, sys.executable, "-c", SERVER, if_s, str(protocol), realm, key],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        time.sleep(0.5)
+        client = subprocess.run(
+            ["ip", "netns", "exec", ns_c, "dhcpcd", "-f", str(conf), "-c", str(hook), "-4", "-1", "-B",
+             "-t", "20", if_c],
+            capture_output=True, text=True, timeout=40)
+        addr = subprocess.run(["ip", "-n", ns_c, "-4", "addr", "show", if_c],
+                              capture_output=True, text=True).stdout
+        assert client.returncode == 0, client.stderr
+        assert "authentication failed" not in client.stderr
+        assert "inet 10.77.0.10/24" in addr
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+        subprocess.run(["ip", "netns", "exec", ns_c, "dhcpcd", "-f", str(conf), "-4", "-k", if_c],
+                       capture_output=True)
+        for ns in (ns_s, ns_c):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for leftover in (f"/var/lib/dhcpcd/{if_c}.lease",):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+    events = server.stdout.read() if server is not None else ""
+    assert "LeaseBound" in events and "Dropped" not in events, events
