@@ -32,7 +32,7 @@ from ipaddress import (
 from typing import Any, Callable
 
 from threatlab.errors import DecodeError, ParamError
-from threatlab.net.ethernet import Nic
+from threatlab.net.ethernet import ETH_HEADER_LEN, Nic
 from threatlab.net.sim import NS_PER_S, Simulator, Timer
 from threatlab.net.topology import NodeKind
 from threatlab.net.wire import (
@@ -71,6 +71,10 @@ _STATIC = 1 << 62  # expiry of a static neighbour entry: never
 _ICMP_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
 
 ProtocolHandler = Callable[[IPv4, Nic], Any]
+
+# The decoders as bound classmethods: `IPv4.decode(...)` binds a new method object per call.
+_decode_ipv4 = IPv4.decode
+_decode_udp = UDP.decode
 
 
 @dataclass(frozen=True, slots=True)
@@ -725,19 +729,25 @@ class Host:
     def _on_frame(self, nic: Nic, frame: bytes) -> None:
         if nic.promiscuous and not (frame[0] & 1 or frame.startswith(nic.mac)):
             return  # seen by the sniffers only: IP ignores other hosts' frames (PACKET_OTHERHOST)
-        try:
-            eth = Ethernet.decode(frame)
-        except DecodeError:
+        # The stack itself needs only the EtherType and the payload, so read those from the header
+        # instead of building an Ethernet: the three types below are ones Ethernet.decode accepts,
+        # and every other frame still goes through it (802.3 length and VLAN checks included).
+        if len(frame) < ETH_HEADER_LEN:
             self.drops["malformed-ethernet"] += 1
             return
-        et = eth.ethertype
+        et = (frame[12] << 8) | frame[13]
         if et == ETH_P_IP:
-            self._on_ipv4(nic, eth.payload)
+            self._on_ipv4(nic, frame[ETH_HEADER_LEN:])
         elif et == ETH_P_ARP:
-            self._on_arp(nic, eth.payload)
+            self._on_arp(nic, frame[ETH_HEADER_LEN:])
         elif et == ETH_P_IPV6:
-            self._on_ipv6(nic, eth.payload)
+            self._on_ipv6(nic, frame[ETH_HEADER_LEN:])
         else:
+            try:
+                eth = Ethernet.decode(frame)
+            except DecodeError:
+                self.drops["malformed-ethernet"] += 1
+                return
             handler = self._ethertypes.get(et)
             if handler is None:
                 self.drops["unknown-ethertype"] += 1
@@ -746,7 +756,7 @@ class Host:
 
     def _on_ipv4(self, nic: Nic, data: bytes) -> None:
         try:
-            packet = IPv4.decode(data)
+            packet = _decode_ipv4(data)
         except DecodeError:
             self.drops["malformed-ipv4"] += 1
             return
@@ -805,7 +815,7 @@ class Host:
 
     def _on_udp(self, packet: IPv4, nic: Nic) -> None:
         try:
-            udp = UDP.decode(packet.payload, packet.src, packet.dst)
+            udp = _decode_udp(packet.payload, packet.src, packet.dst)
         except DecodeError:
             self.drops["malformed-udp"] += 1
             return
