@@ -83,6 +83,15 @@ def test_unanswered_arp_retries_then_drops_the_queued_packets():
     assert sim.now == h1.arp_retries * h1.arp_retry_ns
 
 
+def test_address_removed_while_arp_is_pending_drops_the_queued_packets_without_crashing():
+    sim, net, (h1, _) = _lan()
+    h1.ping("10.0.0.99", seq=0)
+    h1.configure_ipv4("eth0", None)  # a DHCP lease ends while the first request waits for a reply
+    sim.run()
+    assert h1.drops["arp-no-source-address"] == 1
+    assert "arp-unresolved" not in h1.drops
+
+
 def test_unsolicited_arp_reply_overwrites_a_dynamic_entry_but_not_a_static_one():
     sim = Simulator()
     net = build(lan(3, adversary=Position.SAME_LAN), sim)

@@ -674,8 +674,13 @@ class Host:
             del self._pending[key]
             self.drops["arp-unresolved"] += len(pending.packets)
             return
-        pending.tries += 1
         nic = pending.nic
+        if nic.ipv4 is None:
+            # the interface lost its address (a DHCP lease ended) while the request was pending
+            del self._pending[key]
+            self.drops["arp-no-source-address"] += len(pending.packets)
+            return
+        pending.tries += 1
         req = ARP(ARP_REQUEST, nic.mac, nic.ipv4.ip, _ZERO_MAC, target)
         nic.transmit(Ethernet(BROADCAST_MAC, nic.mac, ETH_P_ARP, req.encode()).encode())
         self.stats["arp-requests-out"] += 1
