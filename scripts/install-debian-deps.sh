@@ -10,6 +10,10 @@ PACKAGES=(
     tcpdump    # live captures inside namespaces
     nftables   # NAT nodes in live topologies (masquerade)
     dhcpcd-base  # the RFC 3118 client threatlab's DHCP server interoperates with
+    isc-dhcp-client  # dhclient: a real client of `threatlab serve dhcp`
+    udhcpc       # busybox's udhcpc: a real client of `threatlab serve dhcp`
+    dnsmasq-base  # dnsmasq binary only (no service): a DHCP peer and the benchmark's baseline
+    kea-dhcp4-server  # Kea: a DHCP peer and the benchmark's other baseline (its service must not start)
 )
 
 missing=()
@@ -33,3 +37,12 @@ export DEBIAN_FRONTEND=noninteractive
 echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
 apt-get update -q
 apt-get install -y -q --no-install-recommends "${missing[@]}"
+# Belt and braces: if a service we have just installed started anyway (a policy-rc.d that was there
+# already and allows it), stop it; the tests run their own instances inside namespaces. Services of
+# packages that were installed before are the machine owner's and are left alone.
+if [[ " ${missing[*]} " == *" kea-dhcp4-server "* ]] && command -v systemctl >/dev/null 2>&1 \
+        && [ -d /run/systemd/system ]; then
+    for unit in kea-dhcp4-server kea-ctrl-agent; do
+        systemctl stop "$unit" >/dev/null 2>&1 || true
+    done
+fi

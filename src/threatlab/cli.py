@@ -489,6 +489,74 @@ def live_cmd(threat_id: str, peer: str, budget_packets: int, budget_seconds: flo
     _stdout_console().print(table)
 
 
+@cli.group("serve")
+def serve_group() -> None:
+    """threatlab's own endpoints as real services on real interfaces (needs root)."""
+
+
+def _ipv4_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from ipaddress import IPv4Address
+
+    def one(text: str) -> IPv4Address:
+        try:
+            return IPv4Address(text.strip())
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not an IPv4 address") from None
+
+    if value is None:
+        return None
+    return tuple(one(v) for v in value) if isinstance(value, tuple) else one(value)
+
+
+@serve_group.command("dhcp")
+@click.option("--interface", required=True, metavar="IF", help="The interface to serve on (it needs an IPv4 address).")
+@click.option("--pool", required=True, metavar="FIRST-LAST", help="The addresses to lease, e.g. 10.0.0.10-10.0.0.99.")
+@click.option("--server-id", callback=_ipv4_option, metavar="ADDR",
+              help="The server identifier: an address of IF (default: the one whose subnet holds the pool).")
+@click.option("--lease-time", type=click.IntRange(1, 0xFFFFFFFF), default=3600, show_default=True, metavar="S",
+              help="Lease time in seconds (T1 is half, T2 seven eighths of it).")
+@click.option("--lease-db", type=click.Path(dir_okay=False), metavar="PATH",
+              default=str(Path(DEFAULT_OUT) / "dhcp-leases.sqlite"), show_default=True,
+              help="The SQLite lease database; a restart with the same file keeps every lease.")
+@click.option("--sync", type=click.Choice(["full", "normal"], case_sensitive=False), default="full",
+              show_default=True,
+              help="full: a lease is fsync'ed before the reply granting it leaves (survives power loss); "
+                   "normal: it survives a crash of this process, not of the machine.")
+@click.option("--router", "routers", multiple=True, callback=_ipv4_option, metavar="ADDR",
+              help="Option 3, routers (repeatable).")
+@click.option("--dns", "dns_servers", multiple=True, callback=_ipv4_option, metavar="ADDR",
+              help="Option 6, DNS servers (repeatable).")
+@click.option("--auth-protocol", type=click.Choice(["0", "1", "2"]), default="1", show_default=True,
+              help="RFC 3118 protocol: 0 configuration token, 1 delayed authentication (HMAC-MD5), "
+                   "2 delayed authentication with a realm (dhcpcd's delayedrealm).")
+@click.option("--auth-paradigm", type=click.Choice(["none", "mutual", "client-authenticates-server",
+                                                    "server-authenticates-client"]),
+              help="Who authenticates whom (draft 4.2). Default: mutual with --auth-key, else none.")
+@click.option("--auth-key", "auth_keys", multiple=True, metavar="ID:SECRET",
+              help="An RFC 3118 key: secret ID and secret (text, or hex after 0x); for protocol 0 the token. "
+                   "Repeatable.")
+@click.option("--auth-realm", default="", metavar="REALM", help="The realm of the keys (protocol 2).")
+@click.option("--quiet", is_flag=True, help="Log only start, stop and errors, not every lease event.")
+def serve_dhcp_cmd(interface: str, pool: str, server_id: Any, lease_time: int, lease_db: str, sync: str,
+                   routers: tuple, dns_servers: tuple, auth_protocol: str, auth_paradigm: str | None,
+                   auth_keys: tuple[str, ...], auth_realm: str, quiet: bool) -> int:
+    """threatlab's DHCP server (RFC 2131, RFC 3118) on interface IF until SIGTERM or SIGINT.
+
+    One line per lease event on stderr; leases in SQLite at --lease-db. Needs root.
+    """
+    from threatlab.dhcp.serve import ServeSettings, parse_auth_key, parse_pool, serve
+
+    first, last = parse_pool(pool)
+    realm = auth_realm.encode()
+    keys = tuple(parse_auth_key(k, realm) for k in auth_keys)
+    settings = ServeSettings(
+        interface=interface, pool_start=first, pool_end=last, server_id=server_id, lease_time=lease_time,
+        lease_db=Path(lease_db), sync=sync.upper(), routers=routers, dns_servers=dns_servers,
+        auth_paradigm=auth_paradigm, auth_protocol=int(auth_protocol), auth_keys=keys, log_events=not quiet,
+    )
+    return serve(settings)
+
+
 def main(argv: Sequence[str] | None = None, prog_name: str = "threatlab") -> None:
     """The console script's entry point."""
     cli.main(args=list(argv) if argv is not None else None, prog_name=prog_name)

@@ -13,6 +13,11 @@ import time
 
 import pytest
 
+from threatlab.live.namespaces import LiveNetwork
+from threatlab.net.topology import Interface, Node, Segment, Topology, mac_for
+
+from dhcpcd_isolation import isolated
+
 pytestmark = [
     pytest.mark.live,
     pytest.mark.slow,
@@ -49,8 +54,15 @@ SERVER = textwrap.dedent("""
 """)
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
+def _topology(ifname: str) -> Topology:
+    """The server and the client joined by one veth pair; the client's interface has no address.
+    The interface name is unique to the test so that dhcpcd's lease file cannot be the host's."""
+    return Topology(
+        (Segment("lan"),),
+        (Node("srv", (Interface(ifname, "lan", mac_for(1), "10.77.0.1/24"),)),
+         Node("cli", (Interface(ifname, "lan", mac_for(2)),))),
+        name="dhcpcd-interop",
+    )
 
 
 @pytest.mark.parametrize("protocol,authprotocol,realm", [
@@ -59,9 +71,7 @@ def _ip(*args: str) -> None:
     (2, "delayedrealm", "lab.example"),
 ])
 def test_dhcpcd_gets_a_lease_with_mutual_authentication(tmp_path, protocol, authprotocol, realm):
-    tag = f"{os.getpid() % 100000}{protocol}"
-    ns_s, ns_c = f"tl-dhs{tag}", f"tl-dhc{tag}"
-    if_s, if_c = f"tldhs{tag}", f"tldhc{tag}"
+    ifname = f"tldhc{protocol}"
     key = "sesame-sesame"
     conf = tmp_path / "dhcpcd.conf"
     conf.write_text(f'authprotocol {authprotocol}\nauthtoken {0 if protocol == 0 else 17} "{realm}" forever '
@@ -70,40 +80,18 @@ def test_dhcpcd_gets_a_lease_with_mutual_authentication(tmp_path, protocol, auth
     hook.write_text('#!/bin/sh\n[ "$reason" = BOUND ] && ip addr add "$new_ip_address/$new_subnet_cidr" '
                     'dev "$interface"\nexit 0\n')
     hook.chmod(0o755)
-    server = None
-    try:
-        _ip("netns", "add", ns_s)
-        _ip("netns", "add", ns_c)
-        _ip("link", "add", if_s, "type", "veth", "peer", "name", if_c)
-        _ip("link", "set", if_s, "netns", ns_s)
-        _ip("link", "set", if_c, "netns", ns_c)
-        _ip("-n", ns_s, "addr", "add", "10.77.0.1/24", "dev", if_s)
-        _ip("-n", ns_s, "link", "set", if_s, "up")
-        _ip("-n", ns_c, "link", "set", if_c, "up")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        server = subprocess.Popen(
-            ["ip", "netns", "exec", ns_s, sys.executable, "-c", SERVER, if_s, str(protocol), realm, key],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    with LiveNetwork(_topology(ifname), direct_pairs=True) as net:
+        server = net.run("srv", [sys.executable, "-c", SERVER, ifname, str(protocol), realm, key],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
         time.sleep(0.5)
-        client = subprocess.run(
-            ["ip", "netns", "exec", ns_c, "dhcpcd", "-f", str(conf), "-c", str(hook), "-4", "-1", "-B",
-             "-t", "20", if_c],
-            capture_output=True, text=True, timeout=40)
-        addr = subprocess.run(["ip", "-n", ns_c, "-4", "addr", "show", if_c],
-                              capture_output=True, text=True).stdout
-        assert client.returncode == 0, client.stderr
-        assert "authentication failed" not in client.stderr
-        assert "inet 10.77.0.10/24" in addr
-    finally:
-        if server is not None:
-            server.kill()
-            server.wait()
-        subprocess.run(["ip", "netns", "exec", ns_c, "dhcpcd", "-f", str(conf), "-4", "-k", if_c],
-                       capture_output=True)
-        for ns in (ns_s, ns_c):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        for leftover in (f"/var/lib/dhcpcd/{if_c}.lease",):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
-    events = server.stdout.read() if server is not None else ""
+        client = net.exec("cli", isolated(tmp_path, ["dhcpcd", "-f", str(conf), "-c", str(hook), "-4",
+                                                     "-1", "-B", "-t", "20", ifname]), timeout=40)
+        addr = net.exec("cli", ["ip", "-4", "addr", "show", ifname], timeout=10).stdout
+        net.exec("cli", isolated(tmp_path, ["dhcpcd", "-f", str(conf), "-4", "-k", ifname]), timeout=20)
+        server.kill()
+        events, _ = server.communicate(timeout=10)
+    assert client.returncode == 0, client.stderr
+    assert "authentication failed" not in client.stderr
+    assert "inet 10.77.0.10/24" in addr
     assert "LeaseBound" in events and "Dropped" not in events, events
