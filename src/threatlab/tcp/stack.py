@@ -33,6 +33,7 @@ _RST = int(TcpFlags.RST)
 _ACK = int(TcpFlags.ACK)
 _SYN = int(TcpFlags.SYN)
 _FIN = int(TcpFlags.FIN)
+_CLOSED = State.CLOSED
 
 Key = tuple[int, int, int]  # (local port, remote address as int, remote port)
 EventCallback = Callable[["Connection", Event], Any]
@@ -134,20 +135,36 @@ class TcpStack:
             return
         sport, dport = _PORTS.unpack_from(raw)
         src = packet.src
-        conn = self.connections.get((dport, int(src), sport))
-        if conn is None:
-            listener = self.listeners.get(dport)
-            if listener is None or raw[13] & (_RST | _ACK) or not raw[13] & _SYN:
-                self._no_connection(packet, raw)
-                return
-            cfg, on_event, on_accept = listener
-            ep = TcpEndpoint(cfg, self.rng, (packet.dst, dport), None, **self._limiter_kw(cfg))
-            ep.listen()
-            conn = Connection(self, (dport, int(src), sport), ep, on_event)
-            self.connections[conn.key] = conn
-            self.counters["accepted"] += 1
-            if on_accept is not None:
-                on_accept(conn)
+        # src._ip is int(src) without the Python-level __int__ call: this runs once per segment
+        conn = self.connections.get((dport, src._ip, sport))
+        if conn is not None:
+            ep = conn.endpoint
+            now = self.sim.now
+            ep.receive(raw, now, src)
+            out = ep.segments_to_send(now)
+            events = ep.events()
+            if out or ep.state is _CLOSED or ep.next_timer() != conn._deadline:
+                self._after(conn, out, events)
+            elif events:
+                # the common case of a flood: a segment dropped with nothing sent and no timer moved
+                conn.events.extend(events)
+                cb = conn.on_event
+                if cb is not None:
+                    for ev in events:
+                        cb(conn, ev)
+            return
+        listener = self.listeners.get(dport)
+        if listener is None or raw[13] & (_RST | _ACK) or not raw[13] & _SYN:
+            self._no_connection(packet, raw)
+            return
+        cfg, on_event, on_accept = listener
+        ep = TcpEndpoint(cfg, self.rng, (packet.dst, dport), None, **self._limiter_kw(cfg))
+        ep.listen()
+        conn = Connection(self, (dport, int(src), sport), ep, on_event)
+        self.connections[conn.key] = conn
+        self.counters["accepted"] += 1
+        if on_accept is not None:
+            on_accept(conn)
         conn.endpoint.receive(raw, self.sim.now, src)
         self._service(conn)
 
@@ -176,15 +193,23 @@ class TcpStack:
     def _service(self, conn: Connection) -> None:
         ep = conn.endpoint
         now = self.sim.now
-        send_ip = self.host.send_ip
-        for out in ep.segments_to_send(now):
-            send_ip(out.dst_ip, IPPROTO_TCP, out.encode(), src=out.src_ip)
-        events = ep.events()
+        self._after(conn, ep.segments_to_send(now), ep.events())
+
+    def _after(self, conn: Connection, out: list, events: list[Event]) -> None:
+        """Send what the endpoint queued, hand its events to the user, follow its timer, and forget
+        it once it is closed for good."""
+        ep = conn.endpoint
+        now = self.sim.now
+        if out:
+            send_ip = self.host.send_ip
+            for seg in out:
+                send_ip(seg.dst_ip, IPPROTO_TCP, seg.encode(), src=seg.src_ip)
         if events:
             conn.events.extend(events)
-            if conn.on_event is not None:
+            cb = conn.on_event
+            if cb is not None:
                 for ev in events:
-                    conn.on_event(conn, ev)
+                    cb(conn, ev)
         deadline = ep.next_timer()
         if deadline != conn._deadline:
             if conn._timer is not None:
@@ -193,7 +218,7 @@ class TcpStack:
             conn._deadline = deadline
             if deadline is not None:
                 conn._timer = self.sim.at(max(deadline, now), self._fire, conn)
-        if ep.state is State.CLOSED and deadline is None:
+        if ep.state is _CLOSED and deadline is None:
             self._forget(conn)
 
     def _fire(self, conn: Connection) -> None:
