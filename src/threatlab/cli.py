@@ -165,13 +165,13 @@ def results_table(results: Sequence[RunResult], catalogue: Catalogue | None = No
     from rich.table import Table
 
     threats = {t.id: t for t in catalogue} if catalogue is not None else {}
-    single = threats.get(results[0].threat) if results and not show_threat else None
+    if show_threat:
+        return _summary_table(results, threats, title)
+    single = threats.get(results[0].threat) if results else None
     metrics = _metric_order(results, single)
     from rich.text import Text
 
     table = Table(title=Text(title) if title is not None else None)
-    if show_threat:
-        table.add_column("threat")
     table.add_column("defenses")
     for p in param_columns:
         table.add_column(p, justify="right")
@@ -179,8 +179,7 @@ def results_table(results: Sequence[RunResult], catalogue: Catalogue | None = No
     for m in metrics:
         table.add_column(f"{m} (expected)" if any(m in (r.expected or {}) for r in results) else m, justify="right")
     for r in results:
-        row = [r.threat] if show_threat else []
-        row.append(_defenses_label(r.defenses))
+        row = [_defenses_label(r.defenses)]
         row += [_fmt(r.params.get(p)) for p in param_columns]
         row.append(str(r.trials))
         for m in metrics:
@@ -189,6 +188,35 @@ def results_table(results: Sequence[RunResult], catalogue: Catalogue | None = No
                 cell += f" ({_fmt(r.expected[m])})"
             row.append(cell)
         _add_row(table, *row)
+    return table
+
+
+SUMMARY_METRICS = 3  # besides success_rate, the first few of a threat's declared metrics
+
+
+def _summary_table(results: Sequence[RunResult], threats: dict[str, Threat], title: str | None):
+    """Many threats in one table: their metrics differ, so each row lists its own few in one cell."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=Text(title) if title is not None else None)
+    table.add_column("threat", no_wrap=True)
+    table.add_column("defenses")
+    table.add_column("trials", justify="right")
+    table.add_column("success_rate (expected)", justify="right")
+    table.add_column("other metrics (expected)")
+    for r in results:
+        def cell(m: str) -> str:
+            text = _fmt(r.metrics.get(m))
+            if r.expected and m in r.expected:
+                text += f" ({_fmt(r.expected[m])})"
+            return text
+
+        threat = threats.get(r.threat)
+        declared = [m.name for m in threat.metrics] if threat is not None else list(r.metrics)
+        others = [m for m in declared if m != "success_rate" and m in r.metrics][:SUMMARY_METRICS]
+        _add_row(table, r.threat, _defenses_label(r.defenses), r.trials, cell("success_rate"),
+                 "; ".join(f"{m} {cell(m)}" for m in others))
     return table
 
 
