@@ -511,10 +511,18 @@ def live_cmd(threat_id: str, peer: str, budget_packets: int, budget_seconds: flo
 
     table = Table(title=Text(f"{threat.id} live against {peer}"))
     table.add_column("measure")
-    table.add_column("value", justify="right")
+    table.add_column("value")
+    blocks = []  # multi-line values (a differential table, say) print below, as they are laid out
     for k, v in data.items():
-        _add_row(table, str(k), _fmt(v))
-    _stdout_console().print(table)
+        text = _fmt(v)
+        if "\n" in text:
+            blocks.append((str(k), text))
+        else:
+            _add_row(table, str(k), text)
+    console = _stdout_console()
+    console.print(table)
+    for name, text in blocks:
+        console.print(Text(f"\n{name}:\n{text}"))
 
 
 @cli.group("serve")

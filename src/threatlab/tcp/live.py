@@ -502,7 +502,7 @@ LEGEND = (
     "itself counted them; N held: challenge ACKs its throttle held back); desynced: the client's next "
     "bytes no longer reached the server application"
 )
-TABLE_WIDTH = 124  # fits the value column of `threatlab live` at the CLI's 160-column pipe width
+TABLE_WIDTH = 124  # `threatlab live` prints it below its summary table; fits a 160-column pipe with room
 
 
 class ProbeTable(list):
