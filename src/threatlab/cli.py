@@ -593,6 +593,40 @@ def serve_dhcp_cmd(interface: str, pool: str, server_id: Any, lease_time: int, l
     return serve(settings)
 
 
+def _listen_option(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    from threatlab.overlay.enroll_service import parse_listen
+
+    try:
+        return parse_listen(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--listen ")) from None
+
+
+@serve_group.command("enrollment")
+@click.option("--listen", default="127.0.0.1:8443", show_default=True, callback=_listen_option, metavar="ADDR:PORT",
+              help="The IPv4 address and TCP port to serve HTTPS on.")
+@click.option("--ca-dir", type=click.Path(file_okay=False), metavar="DIR",
+              default=str(Path(DEFAULT_OUT) / "enrollment-ca"), show_default=True,
+              help="The CA's key, certificate and issuance counts (created if missing, reused on restart).")
+@click.option("--issuance-limit", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Certificates one user may hold.")
+@click.option("--overlay", default="threatlab.example", show_default=True, metavar="NAME",
+              help="The overlay name the certificates' Node-ID URIs carry.")
+@click.option("--quiet", is_flag=True, help="Log only start and stop, not every enrollment.")
+def serve_enrollment_cmd(listen: tuple[str, int], ca_dir: str, issuance_limit: int, overlay: str,
+                         quiet: bool) -> int:
+    """The P2PSIP/RELOAD enrollment server over HTTPS until SIGTERM or SIGINT.
+
+    POST /enroll with JSON {"user": NAME, "csr": PEM} returns a certificate binding a random,
+    server-chosen Node-ID to the user (at most N per user); GET /ca returns the CA certificate.
+    """
+    from threatlab.overlay.enroll_service import ServiceSettings, serve
+
+    host, port = listen
+    return serve(ServiceSettings(host=host, port=port, ca_dir=Path(ca_dir), issuance_limit=issuance_limit,
+                                 overlay=overlay, log=not quiet))
+
+
 def main(argv: Sequence[str] | None = None, prog_name: str = "threatlab") -> None:
     """The console script's entry point."""
     cli.main(args=list(argv) if argv is not None else None, prog_name=prog_name)
