@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from ipaddress import IPv4Address as A
+from ipaddress import IPv4Network
 
 import pytest
 from hypothesis import given, settings
@@ -24,8 +25,8 @@ from threatlab.dhcp.events import (
     OfferWithdrawn,
 )
 from threatlab.dhcp.leases import LeaseState, LeaseStore
+from threatlab.dhcp.server import DROP_NO_SUBNET, DhcpServer, DhcpServerConfig, Drop, Pool, RateLimit
 from threatlab.dhcp.server import AuthKey as ReexportedAuthKey
-from threatlab.dhcp.server import DhcpServer, DhcpServerConfig, Drop, RateLimit
 from threatlab.dhcp.wire import (
     Authentication,
     CircuitId,
@@ -850,3 +851,88 @@ def test_configured_options_too_long_for_the_client_are_sent_whole_rather_than_r
     srv = server(replace(BASE, dns_servers=tuple(A(f"10.0.{i // 250}.{i % 250 + 1}") for i in range(200))))
     dg = only(srv.receive(discover(opts=(MaximumMessageSize(576),)).encode(), 0))
     assert len(DhcpMessage.decode(dg.payload).get(6).addresses) == 200
+
+
+# --- subnets chosen by giaddr (RFC 2131 4.3.1) -----------------------------------------------------
+
+REMOTE = Pool(IPv4Network("10.0.1.0/24"), A("10.0.1.100"), A("10.0.1.101"), (A("10.0.1.1"),))
+OTHER = Pool(IPv4Network("10.0.2.0/23"), A("10.0.3.10"), A("10.0.3.10"))
+
+
+def test_a_relayed_client_is_served_from_the_pool_of_its_giaddrs_subnet_with_that_subnets_mask_and_router():
+    srv = server(replace(BASE, pools=(REMOTE, OTHER)))
+    assert srv.pool_size == 4 + 2 + 1
+    offer = DhcpMessage.decode(only(srv.receive(discover(1, giaddr=A("10.0.1.1")).encode(), 0)).payload)
+    assert offer.yiaddr == A("10.0.1.100")
+    assert (offer.get(1), offer.get(3)) == (SubnetMask(A("255.255.255.0")), Routers((A("10.0.1.1"),)))
+    offer = DhcpMessage.decode(only(srv.receive(discover(2, giaddr=A("10.0.2.1")).encode(), 0)).payload)
+    assert offer.yiaddr == A("10.0.3.10") and offer.get(1) == SubnetMask(A("255.255.254.0"))
+    assert offer.get(3) is None  # that subnet has no router configured
+    # a client on the server's own subnet still gets the local pool, with the server's options
+    offer = DhcpMessage.decode(only(srv.receive(discover(3).encode(), 0)).payload)
+    assert offer.yiaddr == A("192.168.0.10") and offer.get(3) == Routers((SERVER,))
+    # and the whole exchange works for the relayed client: its pool, not the local one
+    assert bind(srv, 4, giaddr=A("10.0.1.1")) == A("10.0.1.101")
+
+
+def test_a_subnets_pool_runs_out_on_its_own():
+    srv = server(replace(BASE, pools=(REMOTE,)))
+    bind(srv, 1, giaddr=A("10.0.1.1"))
+    bind(srv, 2, giaddr=A("10.0.1.1"))
+    assert srv.receive(discover(3, giaddr=A("10.0.1.1")).encode(), 0) == []
+    assert drops_of(srv)[-1] == Drop.POOL_EXHAUSTED
+    assert bind(srv, 3) == A("192.168.0.10")  # the local pool is untouched
+
+
+def test_a_relay_on_a_subnet_without_a_pool_gets_no_answer():
+    srv = server(replace(BASE, pools=(REMOTE,)))
+    assert srv.receive(discover(1, giaddr=A("10.0.9.1")).encode(), 0) == []
+    assert drops_of(srv) == [DROP_NO_SUBNET]
+
+
+def test_init_reboot_for_an_address_of_another_subnet_than_giaddrs_is_naked():
+    srv = server(replace(BASE, pools=(REMOTE,)))
+    address = bind(srv, 1, giaddr=A("10.0.1.1"))
+    r = request(1, address=address, server_id=None, xid=9)  # now on the server's own subnet
+    reply = DhcpMessage.decode(only(srv.receive(r.encode(), S)).payload)
+    assert reply.message_type == 6 and reply.get(56) == Message(b"wrong network")
+    r = request(1, address=address, server_id=None, xid=10, giaddr=A("10.0.1.1"))
+    assert DhcpMessage.decode(only(srv.receive(r.encode(), S)).payload).message_type == 5
+
+
+def test_a_renewal_unicast_from_a_remote_subnet_is_answered_to_ciaddr():
+    srv = server(replace(BASE, pools=(REMOTE,)))
+    address = bind(srv, 1, giaddr=A("10.0.1.1"))
+    r = msg(3, 1, xid=11, ciaddr=address)
+    dg = only(srv.receive(r.encode(), 1800 * S, src_ip=address))
+    reply = DhcpMessage.decode(dg.payload)
+    assert (dg.dst_ip, reply.message_type, reply.yiaddr) == (address, 5, address)
+    assert reply.get(3) == Routers((A("10.0.1.1"),))
+
+
+def test_a_server_with_only_remote_pools_serves_no_local_client():
+    cfg = DhcpServerConfig(server_id=A("10.0.0.1"), pool_start=None, pool_end=None, pools=(REMOTE,))
+    srv = server(cfg)
+    assert srv.receive(discover(1).encode(), 0) == [] and drops_of(srv) == [DROP_NO_SUBNET]
+    offer = DhcpMessage.decode(only(srv.receive(discover(2, giaddr=A("10.0.1.1")).encode(), 0)).payload)
+    r = request(2, address=offer.yiaddr, server_id=A("10.0.0.1"), giaddr=A("10.0.1.1"))
+    ack = DhcpMessage.decode(only(srv.receive(r.encode(), 0)).payload)
+    assert (ack.message_type, ack.yiaddr, ack.get(1)) == (5, A("10.0.1.100"), SubnetMask(A("255.255.255.0")))
+
+
+@pytest.mark.parametrize("change,words", [
+    (dict(pools=(REMOTE, Pool(IPv4Network("10.0.0.0/16"), A("10.0.5.1"), A("10.0.5.2")))), "overlap"),
+    (dict(pools=(Pool(IPv4Network("192.168.0.0/25"), A("192.168.0.20"), A("192.168.0.30")),)), "overlap"),
+    (dict(pool_start=None, pool_end=None), "pool_start"),
+    (dict(pools=[REMOTE]), "pools"),
+])
+def test_bad_pools_name_the_problem(change, words):
+    with pytest.raises(ParamError, match=words):
+        replace(BASE, **change)
+
+
+def test_a_pool_outside_its_network_names_itself():
+    with pytest.raises(ParamError, match="not inside 10.0.1.0/24"):
+        Pool(IPv4Network("10.0.1.0/24"), A("10.0.1.10"), A("10.0.2.10"))
+    with pytest.raises(ParamError, match="after"):
+        Pool(IPv4Network("10.0.1.0/24"), A("10.0.1.10"), A("10.0.1.9"))

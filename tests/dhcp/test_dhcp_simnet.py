@@ -261,7 +261,7 @@ def test_a_client_gets_a_lease_through_a_relay_with_option_82_added_and_stripped
     assert no_options(c.events) == [
         OfferReceived(0, SRV, A("10.0.1.100"), 3600), OfferSelected(0, SRV, A("10.0.1.100"), 1),
         Bound(0, A("10.0.1.100"), SRV, 3600, None)]
-    assert c.configured == IPv4Interface("10.0.1.100/16") and c.gateway == A("10.0.1.1")
+    assert c.configured == IPv4Interface("10.0.1.100/24") and c.gateway == A("10.0.1.1")
     up = dhcp_frames(server_side)
     assert [m.message_type for _, m, _ in up] == [1, 2, 3, 5]
     for _, m, ip in up:
@@ -276,12 +276,16 @@ def test_a_client_gets_a_lease_through_a_relay_with_option_82_added_and_stripped
     assert [type(e) for e in lab.relay.events] == [Relayed] * 4
 
 
-def test_through_the_relay_the_client_rebinds_at_t2():
+def test_through_the_relay_the_client_renews_at_t1_by_unicast_through_its_router():
     sim = Simulator(seed=10)
     lab = dhcp_lab(sim, relayed=True, client_config=EXACT)
-    sim.run(until=3151 * S)
+    server_side = record(lab, "srvnet")
+    sim.run(until=1801 * S)
     c = lab.clients[0]
-    assert no_options(c.events[3:]) == [Renewed(3150 * S, A("10.0.1.100"), SRV, 3600, None, True)]
+    assert no_options(c.events[3:]) == [Renewed(1800 * S, A("10.0.1.100"), SRV, 3600, None, False)]
+    # RFC 2131 4.4.5: unicast from ciaddr to the server, routed (not relayed: giaddr stays 0)
+    _, renew, ip = next(x for x in dhcp_frames(server_side) if x[0] == 1800 * S and x[1].op == 1)
+    assert (ip.src, ip.dst, renew.giaddr, renew.ciaddr) == (A("10.0.1.100"), SRV, A(0), A("10.0.1.100"))
 
 
 def test_mutual_authentication_through_the_relay_with_several_clients():
@@ -327,8 +331,7 @@ def test_release_on_the_wire_unconfigures_and_frees_the_lease():
 
 def _run_to_pcap(path, seed, relayed=True):
     """Two clients with mutual authentication and ARP probes bind, rebind at T2 (400 s); on the
-    LAN the first then releases its lease (through the relay the server is not on-link for the
-    RELEASE: see `routed_server_config`)."""
+    LAN the first then releases its lease."""
     sim = Simulator(seed=seed)
     cfg = DhcpClientConfig(auth_keys=KEYS, require_server_auth=True, authenticate_to_server=True)
     times = {"auth_paradigm": "mutual", "auth_keys": KEYS, "lease_time": 600, "renewal_time": 400,

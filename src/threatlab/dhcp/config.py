@@ -12,7 +12,7 @@ from ipaddress import IPv4Address, IPv4Network
 from threatlab.dhcp.auth import PROTOCOL_DELAYED, PROTOCOL_DELAYED_REALM, PROTOCOL_TOKEN, AuthKey
 from threatlab.errors import ParamError
 
-__all__ = ["AUTH_PARADIGMS", "RateLimit", "DhcpServerConfig"]
+__all__ = ["AUTH_PARADIGMS", "Pool", "RateLimit", "DhcpServerConfig"]
 
 # draft-ietf-dhc-v4-threat-analysis 4.2: the four paradigms an administrator must be able to choose.
 AUTH_PARADIGMS = ("none", "mutual", "client-authenticates-server", "server-authenticates-client")
@@ -39,6 +39,38 @@ class RateLimit:
             raise ParamError(f"rate_limit.total_burst must be >= 1 message, got {self.total_burst}")
 
 
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """Addresses `first`..`last` of one subnet, with that subnet's routers (option 3).
+
+    A server picks the pool by the subnet the client is on (RFC 2131 4.3.1): the one holding
+    `giaddr` for a relayed message, else the one of the interface it came in on (the server's own
+    subnet); a RENEWING or REBINDING client is known by its `ciaddr`."""
+
+    network: IPv4Network
+    first: IPv4Address
+    last: IPv4Address
+    routers: tuple[IPv4Address, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.network, IPv4Network):
+            raise ParamError(f"pool network must be an IPv4Network, got {self.network!r}")
+        for name in ("first", "last"):
+            if not isinstance(getattr(self, name), IPv4Address):
+                raise ParamError(f"pool {name} must be an IPv4Address, got {getattr(self, name)!r}")
+        if int(self.first) > int(self.last):
+            raise ParamError(f"pool first {self.first} is after pool last {self.last}")
+        if self.first not in self.network or self.last not in self.network:
+            raise ParamError(f"pool {self.first}-{self.last} is not inside {self.network}")
+
+    @property
+    def size(self) -> int:
+        return int(self.last) - int(self.first) + 1
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, IPv4Address) and int(self.first) <= int(address) <= int(self.last)
+
+
 def _seconds(name: str, value: int | None, *, allow_none: bool = False, minimum: int = 0) -> None:
     if value is None and allow_none:
         return
@@ -54,11 +86,16 @@ def _limit(name: str, value: int | None) -> None:
 
 @dataclass(frozen=True, slots=True)
 class DhcpServerConfig:
+    """The server's own subnet is server_id/subnet_mask, with the pool pool_start..pool_end and
+    `routers`. `pools` adds subnets behind relay agents (RFC 2131 4.3.1: chosen by giaddr); with
+    `pools` given, pool_start and pool_end may be None (no clients on the server's own subnet)."""
+
     server_id: IPv4Address
-    pool_start: IPv4Address
-    pool_end: IPv4Address
+    pool_start: IPv4Address | None
+    pool_end: IPv4Address | None
     subnet_mask: IPv4Address = IPv4Address("255.255.255.0")
     routers: tuple[IPv4Address, ...] = ()
+    pools: tuple[Pool, ...] = ()  # further subnets, reached through relay agents
     dns_servers: tuple[IPv4Address, ...] = ()
     domain_name: bytes | None = None
     lease_time: int = 3600  # s (option 51)
@@ -84,17 +121,27 @@ class DhcpServerConfig:
     release_source_check: bool = False  # a RELEASE not sent from its ciaddr (nor relayed) is dropped
 
     def __post_init__(self) -> None:
-        for name in ("server_id", "pool_start", "pool_end", "subnet_mask"):
+        local = self.pool_start is not None or self.pool_end is not None or not self.pools
+        names = ("server_id", "subnet_mask") + (("pool_start", "pool_end") if local else ())
+        for name in names:
             if not isinstance(getattr(self, name), IPv4Address):
                 raise ParamError(f"{name} must be an IPv4Address, got {getattr(self, name)!r}")
-        if int(self.pool_start) > int(self.pool_end):
-            raise ParamError(f"pool_start {self.pool_start} is after pool_end {self.pool_end}")
         try:
             net = IPv4Network(f"{self.server_id}/{self.subnet_mask}", strict=False)
         except ValueError:
             raise ParamError(f"subnet_mask {self.subnet_mask} is not a contiguous netmask") from None
-        if self.pool_start not in net or self.pool_end not in net:
-            raise ParamError(f"pool {self.pool_start}-{self.pool_end} is not inside {net}")
+        if local:
+            if int(self.pool_start) > int(self.pool_end):
+                raise ParamError(f"pool_start {self.pool_start} is after pool_end {self.pool_end}")
+            if self.pool_start not in net or self.pool_end not in net:
+                raise ParamError(f"pool {self.pool_start}-{self.pool_end} is not inside {net}")
+        if not isinstance(self.pools, tuple) or not all(isinstance(p, Pool) for p in self.pools):
+            raise ParamError(f"pools must be a tuple of Pool, got {self.pools!r}")
+        nets = [p.network for p in self.subnets]
+        for i, a in enumerate(nets):
+            for b in nets[i + 1:]:
+                if a.overlaps(b):
+                    raise ParamError(f"pools: subnets {a} and {b} overlap (one pool per subnet)")
         _seconds("lease_time", self.lease_time, minimum=1)
         _seconds("renewal_time", self.renewal_time, allow_none=True)
         _seconds("rebinding_time", self.rebinding_time, allow_none=True)
@@ -130,6 +177,13 @@ class DhcpServerConfig:
     @property
     def network(self) -> IPv4Network:
         return IPv4Network(f"{self.server_id}/{self.subnet_mask}", strict=False)
+
+    @property
+    def subnets(self) -> tuple[Pool, ...]:
+        """Every pool: the server's own subnet's first (if it has one), then `pools`."""
+        if self.pool_start is None:
+            return self.pools
+        return (Pool(self.network, self.pool_start, self.pool_end, self.routers),) + self.pools
 
     @property
     def effective_decline_hold(self) -> int:

@@ -28,7 +28,7 @@ from threatlab.dhcp.auth import (
     sign,
     insert_before_end,
 )
-from threatlab.dhcp.config import AUTH_PARADIGMS, DhcpServerConfig, RateLimit
+from threatlab.dhcp.config import AUTH_PARADIGMS, DhcpServerConfig, Pool, RateLimit
 from threatlab.dhcp.events import (
     Datagram,
     Drop,
@@ -72,15 +72,19 @@ from threatlab.errors import DecodeError
 __all__ = [
     "DhcpServer",
     "DhcpServerConfig",
+    "Pool",
     "RateLimit",
     "AUTH_PARADIGMS",
     "AuthKey",
     "Datagram",
     "Drop",
     "LeaseStore",
+    "DROP_NO_SUBNET",
 ]
 
 NS_PER_S = 1_000_000_000
+# RFC 2131 4.3.1: a relayed message whose giaddr is on a subnet the server has no pool for
+DROP_NO_SUBNET = "no pool for the client's subnet"
 _ZERO = IPv4Address(0)
 _BROADCAST = IPv4Address("255.255.255.255")
 _BROADCAST_MAC = b"\xff" * 6
@@ -88,7 +92,7 @@ _UDP_IP_HEADERS = 28  # option 57 counts the IP and UDP headers (RFC 2132 9.10)
 
 
 class DhcpServer:
-    """A DHCP server for one subnet and one pool."""
+    """A DHCP server for its own subnet and the subnets of relay agents, one pool each."""
 
     def __init__(self, config: DhcpServerConfig, leases: LeaseStore, rng: random.Random) -> None:
         self.config = config
@@ -97,9 +101,8 @@ class DhcpServer:
         self.counters: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
         self._events: list[Event] = []
-        self._pool_first = int(config.pool_start)
-        self._pool_last = int(config.pool_end)
-        self._network = config.network
+        self._pools = config.subnets
+        self._local = next((p for p in self._pools if config.server_id in p.network), None)
         self._keys = KeyRing(config.auth_keys)
         self._verifier = Verifier(config.auth_protocol, self._keys)
         # RDM 0 must keep increasing across restarts (dhcpcd rejects a value not above the last)
@@ -116,7 +119,8 @@ class DhcpServer:
             if lease.state in (LeaseState.OFFERED, LeaseState.BOUND, LeaseState.DECLINED)
         ]
         heapq.heapify(self._timers)
-        self._fresh = self._pool_first  # below this every pool address has had a lease row
+        # per pool: below this every address of the pool has had a lease row
+        self._fresh = [int(p.first) for p in self._pools]
 
     # --- the sans-IO interface ---------------------------------------------------------------------
 
@@ -152,7 +156,7 @@ class DhcpServer:
             if verdict.key is None and self._keys.for_client(msg.client_key()) is None:
                 # a DISCOVER asking for delayed authentication from a client we have no key for
                 return self._drop(now, Drop.AUTH_UNKNOWN_KEY, chaddr)
-        ctx = _Context(msg, now, src_ip, interface, verdict)
+        ctx = _Context(msg, now, src_ip, interface, verdict, self._client_subnet(msg))
         handler = _HANDLERS[mtype]
         return handler(self, ctx)
 
@@ -189,7 +193,8 @@ class DhcpServer:
 
     @property
     def pool_size(self) -> int:
-        return self._pool_last - self._pool_first + 1
+        """Addresses in all pools together."""
+        return sum(p.size for p in self._pools)
 
     def leases_held(self, now: int) -> int:
         """Addresses offered or bound at `now`."""
@@ -242,13 +247,15 @@ class DhcpServer:
         if msg.requested_ip is not None and msg.ciaddr == _ZERO:
             # INIT-REBOOT: the client wants its old address confirmed
             address = msg.requested_ip
-            if address not in self._network:
+            if ctx.pool is None:
+                return self._drop(now, DROP_NO_SUBNET, msg.mac)
+            if address not in ctx.pool.network:
                 return self._nak(ctx, address, "wrong network")
             return self._confirm(ctx, address)
         if msg.ciaddr != _ZERO:
             # RENEWING (unicast from ciaddr) or REBINDING (broadcast): extend the client's lease
             address = msg.ciaddr
-            if address not in self._network:
+            if self._subnet_of(address) is None:
                 return self._drop(now, Drop.NO_RECORD, msg.mac)  # another subnet's server may answer
             return self._confirm(ctx, address)
         return self._drop(now, Drop.NO_ADDRESS, msg.mac)
@@ -302,7 +309,7 @@ class DhcpServer:
     def _grant(self, ctx: _Context, address: IPv4Address) -> list[Datagram]:
         """SELECTING: ACK the offered address (or a free one the client asks for), else NAK."""
         msg, now = ctx.msg, ctx.now
-        if not self._in_pool(address):
+        if ctx.pool is None or address not in ctx.pool:
             return self._nak(ctx, address, "address not available")
         lease = self.leases.get(address)
         if lease is not None and lease.client_key == msg.client_key() and lease.active(now):
@@ -359,30 +366,35 @@ class DhcpServer:
         """The address to offer: the client's current or last one, else the one it asks for, else
         a fresh one, else the longest-free one. A drop reason if there is none or a limit says no."""
         msg, now = ctx.msg, ctx.now
+        pool = ctx.pool
+        if pool is None:
+            return DROP_NO_SUBNET
         own = self.leases.by_client(msg.client_key())
-        if own is not None and self._in_pool(own.address):
+        if own is not None and own.address in pool:
             state = own.effective(now)
             if state in (LeaseState.OFFERED, LeaseState.BOUND):
                 return own
         limit = self._limits(ctx)
         if limit is not None:
             return limit
-        if own is not None and self._in_pool(own.address) and own.free(now):
+        if own is not None and own.address in pool and own.free(now):
             return self._fresh_lease(ctx, own.address, own)
         want = msg.requested_ip
-        if want is not None and self._in_pool(want):
+        if want is not None and want in pool:
             lease = self.leases.get(want)
             if lease is None or lease.free(now):
                 return self._fresh_lease(ctx, want, lease)
-        while self._fresh <= self._pool_last:
-            a = IPv4Address(self._fresh)
-            self._fresh += 1
+        k = self._pools.index(pool)
+        last = int(pool.last)
+        while self._fresh[k] <= last:
+            a = IPv4Address(self._fresh[k])
+            self._fresh[k] += 1
             if a not in self.leases and a != self.config.server_id:
                 return self._fresh_lease(ctx, a, None)
         # the address free the longest (timers have moved every run-out lease to EXPIRED)
         best: Lease | None = None
         for lease in self.leases.in_state(LeaseState.RELEASED, LeaseState.EXPIRED):
-            if self._in_pool(lease.address) and lease.address != self.config.server_id:
+            if lease.address in pool and lease.address != self.config.server_id:
                 if best is None or (lease.expiry, int(lease.address)) < (best.expiry, int(best.address)):
                     best = lease
         if best is None:
@@ -420,9 +432,15 @@ class DhcpServer:
         else:
             if lease:
                 opts += [IpAddressLeaseTime(cfg.lease_time), RenewalTime(cfg.t1), RebindingTime(cfg.t2)]
-            opts.append(SubnetMask(cfg.subnet_mask))
-            if cfg.routers:
-                opts.append(Routers(cfg.routers))
+            subnet = self._subnet_of(yiaddr if yiaddr != _ZERO else ciaddr) or ctx.pool
+            if subnet is None:
+                opts.append(SubnetMask(cfg.subnet_mask))
+                routers = cfg.routers
+            else:
+                opts.append(SubnetMask(subnet.network.netmask))
+                routers = subnet.routers
+            if routers:
+                opts.append(Routers(routers))
             if cfg.dns_servers:
                 opts.append(DomainNameServers(cfg.dns_servers))
             if cfg.domain_name:
@@ -515,7 +533,21 @@ class DhcpServer:
             heapq.heappush(self._timers, (lease.expiry, int(lease.address)))
 
     def _in_pool(self, address: IPv4Address) -> bool:
-        return self._pool_first <= int(address) <= self._pool_last
+        return any(address in p for p in self._pools)
+
+    def _subnet_of(self, address: IPv4Address) -> Pool | None:
+        """The pool of the subnet `address` is on."""
+        for p in self._pools:
+            if address in p.network:
+                return p
+        return None
+
+    def _client_subnet(self, msg: DhcpMessage) -> Pool | None:
+        """RFC 2131 4.3.1: the client's subnet is giaddr's if the message was relayed, else that
+        of the interface it came in on (the server's own)."""
+        if msg.giaddr != _ZERO:
+            return self._subnet_of(msg.giaddr)
+        return self._local
 
     def _allowed(self, msg: DhcpMessage) -> bool:
         cfg = self.config
@@ -546,15 +578,16 @@ class DhcpServer:
 
 
 class _Context:
-    __slots__ = ("msg", "now", "src_ip", "interface", "verdict")
+    __slots__ = ("msg", "now", "src_ip", "interface", "verdict", "pool")
 
     def __init__(self, msg: DhcpMessage, now: int, src_ip: IPv4Address, interface: str | None,
-                 verdict: Verdict) -> None:
+                 verdict: Verdict, pool: Pool | None) -> None:
         self.msg = msg
         self.now = now
         self.src_ip = src_ip
         self.interface = interface
         self.verdict = verdict
+        self.pool = pool  # the client's subnet (RFC 2131 4.3.1), None if we serve none there
 
 
 def _client_id(msg: DhcpMessage) -> bytes | None:

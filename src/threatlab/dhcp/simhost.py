@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from threatlab.dhcp.client import Bound, ClientEvent, DhcpClient, DhcpClientConfig
-from threatlab.dhcp.config import DhcpServerConfig
+from threatlab.dhcp.config import DhcpServerConfig, Pool
 from threatlab.dhcp.events import Datagram, Event
 from threatlab.dhcp.leases import LeaseStore
 from threatlab.dhcp.relay import DhcpRelay, DhcpRelayConfig, RelayEvent, RelayInterface
@@ -520,16 +520,13 @@ def lan_server_config(i: int = 1, n_servers: int = 1, **changes) -> DhcpServerCo
 
 
 def routed_server_config(**changes) -> DhcpServerConfig:
-    """The server of `dhcp_routed`, handing out 10.0.1.100-199 with router 10.0.1.1.
-
-    DhcpServerConfig serves one subnet that must hold its own address, so the mask given to the
-    clients is 255.255.0.0 (10.0.0.0/16 holds both the server and the pool). The clients then take
-    the server for on-link and a unicast DHCPREQUEST at T1 would not reach it: T1 is set equal to
-    T2, so they rebind through the relay instead."""
-    kw: dict = {"server_id": IPv4Address("10.0.0.1"), "pool_start": IPv4Address("10.0.1.100"),
-                "pool_end": IPv4Address("10.0.1.199"), "subnet_mask": IPv4Address("255.255.0.0"),
-                "routers": (IPv4Address("10.0.1.1"),), "lease_time": 3600, "renewal_time": 3150,
-                "rebinding_time": 3150}
+    """The server of `dhcp_routed` (10.0.0.1/24, no clients of its own), serving the relay's
+    subnet 10.0.1.0/24 (chosen by giaddr, RFC 2131 4.3.1): 10.0.1.100-199 with router 10.0.1.1.
+    A client renews at T1 by unicast to the server through its router, as RFC 2131 4.4.5 wants."""
+    pool = Pool(IPv4Network("10.0.1.0/24"), IPv4Address("10.0.1.100"), IPv4Address("10.0.1.199"),
+                (IPv4Address("10.0.1.1"),))
+    kw: dict = {"server_id": IPv4Address("10.0.0.1"), "pool_start": None, "pool_end": None, "pools": (pool,),
+                "lease_time": 3600}
     kw.update(changes)
     return DhcpServerConfig(**kw)
 
