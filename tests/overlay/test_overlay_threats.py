@@ -27,6 +27,7 @@ CLAIMS = {
     "overlay.forward-drop": ("lookup_failure_rate_mean", 0.65, 0.01),
     "overlay.forward-misroute": ("lookup_failure_rate_mean", 0.7, 0.015),
     "overlay.routing-poison": ("poisoned_entry_share_mean", 0.6, 0.25),
+    "overlay.churn": ("rereplication_kbytes_mean", 10, 6),
 }
 
 

@@ -177,6 +177,10 @@ DEFENSES: dict[str, tuple[str, str]] = {
             "finger point"
         ),
     ),
+    "join-rate-limit": (
+        "join_rate_limit",
+        "an admitting peer refuses a Join from a Node-ID it admitted less than `rejoin_hold_ns` ago",
+    ),
     "publication-limit": (
         "publication_limit",
         "at most `publication_limit` stored values per writer per peer",
@@ -220,6 +224,8 @@ class PeerConfig:
     constrained_tables: bool = False
     publication_limit: int | None = None
     blacklist: bool = False
+    join_rate_limit: bool = False
+    rejoin_hold_ns: int = 600 * NS_PER_S  # join-rate-limit: one Join per Node-ID per this long
 
     def with_defenses(self, names, publication_limit: int = 10) -> PeerConfig:
         """This config with the named catalogue defenses switched on."""
@@ -288,6 +294,7 @@ class Drop:
     BAD_STORED_VALUE = "signatures: fetched value fails its signature or access control"
     ATTACK = "attack: discarded by a malicious peer"
     VIA_FULL = "via list full"
+    JOIN_RATE = "join-rate-limit: Node-ID rejoined too soon"
 
 
 # -- events ---------------------------------------------------------------------------------------
@@ -442,6 +449,7 @@ class OverlayPeer:
         self._joined_at = 0
         self._bootstrap: int | None = None
         self._join_attempt = 0
+        self._admitted: dict[int, int] = {}  # join-rate-limit: Node-ID -> when we last admitted it
         self._gone: dict[int, int] = {}  # node -> until when it is not taken back into our lists
         self._gone_ns = (
             2 * config.successors * max(config.stabilize_interval_ns, config.check_predecessor_interval_ns)
@@ -724,6 +732,12 @@ class OverlayPeer:
 
     def _on_join(self, h, body: JoinReq, sec, src, origin, now) -> None:
         jp = body.joining_peer_id
+        if self.config.join_rate_limit:
+            last = self._admitted.get(jp)
+            if last is not None and now - last < self.config.rejoin_hold_ns:
+                self._drop(Drop.JOIN_RATE)
+                return self._reply(h, src, ErrorResponse(ErrorCode.FORBIDDEN, b"rejoined too soon"), now)
+            self._admitted[jp] = now
         self._reply(h, src, JoinAns(), now)
         old_pred = self.predecessors[0] if self.predecessors else self.node_id
         fingers = tuple(dict.fromkeys(f for f in self.fingers if f is not None))

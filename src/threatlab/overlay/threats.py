@@ -31,6 +31,7 @@ from threatlab.overlay.attacks import (
     registration,
     store_and_wait,
 )
+from threatlab.overlay.churn import run_churn
 from threatlab.overlay.peer import OverlayPeer, PeerConfig, State
 from threatlab.overlay.simnet import converged_overlay, measure_lookups
 from threatlab.overlay.storage import storage_time_ms
@@ -697,6 +698,73 @@ MODIFY = Threat(
 )
 
 
+# === 4.2: churn driven by the attacker (message-level engine, real joins over virtual time) ===========
+
+
+D["join-rate-limit"] = Defense("join-rate-limit", "the admitting peer (the joining ID's successor) refuses a "
+                                                  "Join from a Node-ID it admitted within `rejoin_hold_s`")
+
+
+def _churn(params, defenses, rng, pcap=None):
+    """`churners` attacker machines join, stay `dwell_s`, crash, wait `gap_s` and come back, fresh IDs
+    when they can get them (see `churn`); honest peers look up and fetch meanwhile."""
+    out = run_churn(rng, n_peers=int(params["n_peers"]), churners=int(params["churners"]), defenses=defenses,
+                    accounts=int(params["accounts"]), issuance_limit=int(params["issuance_limit"]),
+                    dwell_s=float(params["dwell_s"]), gap_s=float(params["gap_s"]),
+                    attack_s=float(params["attack_s"]), departure=str(params["departure"]),
+                    rejoin_hold_s=float(params["rejoin_hold_s"]))
+    out["success"] = (out["lookup_failure_rate"] - out["quiet_lookup_failure_rate"] >= 0.05
+                      or out["fetch_availability"] <= out["quiet_fetch_availability"] - 0.05)
+    return out
+
+
+CHURN = Threat(
+    id="overlay.churn",
+    title="Churn attack: malicious peers join and leave over and over to break routing and move data",
+    source=_source("4.2"),
+    position=Position.ON_PATH,
+    knowledge="runs `churners` machines; holds `accounts` user accounts at the enrollment server",
+    params=(
+        Param("n_peers", "peers", 200, "honest overlay size (message-level engine)", min=8, max=5000),
+        Param("churners", "machines", 20, "attacker nodes cycling join / dwell / depart", min=1, max=5000),
+        Param("dwell_s", "s", 20.0, "how long a churner stays joined", min=1, max=86400),
+        Param("gap_s", "s", 10.0, "how long it stays away before rejoining", min=1, max=86400),
+        Param("attack_s", "s", 180.0, "length of the attack window (virtual time)", min=10, max=86400),
+        Param("departure", "", "crash", "how a churner goes: vanish, or graceful Leave with handover",
+              choices=("crash", "leave")),
+        Param("accounts", "users", 5, "enrollment: user accounts the attacker has", min=1, max=10**6),
+        Param("issuance_limit", "certificates/user", 2, "enrollment: certificates per user", min=1, max=10**6),
+        Param("rejoin_hold_s", "s", 600.0, "join-rate-limit: one Join per Node-ID per this long", min=1,
+              max=86400),
+    ),
+    defenses=(D["enrollment"], D["join-rate-limit"]),
+    metrics=(SUCCESS_RATE,
+             Metric("lookup_failure_rate_mean", "share of lookups", "during the attack: no answer, or the "
+                                                                    "answering node was already gone"),
+             Metric("quiet_lookup_failure_rate_mean", "share of lookups", "the same before the attack"),
+             Metric("fetch_availability_mean", "share of fetches", "during the attack: a caller's fetch of a "
+                                                                    "stored registration returns its contact"),
+             Metric("quiet_fetch_availability_mean", "share of fetches", "the same before the attack"),
+             Metric("maintenance_msgs_per_peer_s_mean", "messages/peer/s", "Attach, Join, Update, Leave and "
+                                                                           "answers sent per honest peer"),
+             Metric("quiet_maintenance_msgs_per_peer_s_mean", "messages/peer/s", "the same before the attack"),
+             Metric("rereplication_kbytes_mean", "kB", "Store requests honest peers sent (handovers and the "
+                                                       "replicas they trigger) during the attack"),
+             Metric("rereplication_stores_mean", "messages", "those Store requests"),
+             Metric("attacker_node_ids_mean", "identities", "distinct Node-IDs the churners used"),
+             Metric("attacker_joins_admitted_mean", "joins", "churner joins that completed"),
+             Metric("joins_refused_mean", "joins", "Joins the join-rate-limit refused")),
+    run=_churn,
+    default_trials=1,
+    summary="Message-level engine, 200 honest peers, 20 churners for 180 s of virtual time (real Attach / "
+            "Join / Update / Leave, handovers and replicas). Fresh IDs every cycle drive lookup failures "
+            "and data movement; enrollment with an issuance limit pins the churners to a few IDs (which "
+            "honest peers that saw them fail refuse to re-learn for a while), the join-rate-limit refuses "
+            "their rejoins. Fetch availability is not restored by either.",
+    tags=("untrusted-base", "message-level"),
+)
+
+
 THREATS = (
     ID_HIJACK,
     UNAUTHORIZED,
@@ -712,4 +780,5 @@ THREATS = (
     MODIFY,
     REPLAY,
     POISON,
+    CHURN,
 )
