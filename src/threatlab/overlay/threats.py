@@ -32,6 +32,8 @@ from threatlab.overlay.attacks import (
     store_and_wait,
 )
 from threatlab.overlay.churn import run_churn
+from threatlab.overlay.kademlia_peer import live_kademlia_chosen_id, live_kademlia_pollution
+from threatlab.overlay.live import live_drop, live_pollution
 from threatlab.overlay.peer import OverlayPeer, PeerConfig, State
 from threatlab.overlay.simnet import converged_overlay, measure_lookups
 from threatlab.overlay.storage import storage_time_ms
@@ -223,6 +225,7 @@ FORWARD_DROP = Threat(
     default_trials=3,
     summary="Vector engine, N = 10^5. Baseline matches Castro's 1-(1-f)^(h-1); iterative routing around "
             "timed-out hops (and redundant copies) bring failures down at a cost in messages.",
+    peers={"threatlab": live_drop},
     tags=("untrusted-base", "vector"),
 )
 
@@ -278,6 +281,7 @@ CHOSEN_ID = Threat(
     default_trials=3,
     summary="Vector engine, N = 10^5, 1% malicious. With self-chosen IDs the attacker owns every target key; "
             "with random certified IDs it holds a target's root with probability about f.",
+    peers={"kademlia": live_kademlia_chosen_id},
     tags=("untrusted-base", "vector"),
 )
 
@@ -436,6 +440,7 @@ POLLUTION = Threat(
     default_trials=2,
     summary="Message-level engine, 200 peers. The 'check mechanism' of figure 4 is USER-NODE-MATCH: only "
             "the AOR's user may write it.",
+    peers={"threatlab": live_pollution, "kademlia": live_kademlia_pollution},
     tags=("trusted-base", "message-level"),
 )
 
