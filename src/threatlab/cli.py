@@ -488,9 +488,12 @@ def report_cmd(out: str) -> None:
               show_default=True)
 @click.option("--defense", "defenses", multiple=True, metavar="D", help="Turn on a defense (repeatable).")
 @click.option("--param", "params", multiple=True, metavar="K=V", help="Set a parameter (repeatable).")
+@click.option("--peers", "n_peers", type=click.IntRange(min=2, max=200), default=None, metavar="N",
+              help="How many real peer processes to start, for live runs of many peers (the overlay's). "
+                   "[default: the threat's, 50 for the overlay]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def live_cmd(threat_id: str, peer: str, budget_packets: int, budget_seconds: float, defenses: tuple[str, ...],
-             params: tuple[str, ...], as_json: bool) -> None:
+             params: tuple[str, ...], n_peers: int | None, as_json: bool) -> None:
     """Run a threat against a real peer in network namespaces (needs root)."""
     threat = load_catalogue().get(threat_id)
     if peer not in threat.peers:
@@ -500,10 +503,11 @@ def live_cmd(threat_id: str, peer: str, budget_packets: int, budget_seconds: flo
         )
     values = threat.resolve_params(parse_assignments(params))
     dset = threat.resolve_defenses(tuple(defenses))
-    report = threat.peers[peer](values, dset, budget_packets=budget_packets, budget_seconds=budget_seconds)
+    live_params = dict(values) if n_peers is None else {**values, "peers": n_peers}
+    report = threat.peers[peer](live_params, dset, budget_packets=budget_packets, budget_seconds=budget_seconds)
     data = dict(report) if isinstance(report, Mapping) else {"result": report}
     if as_json:
-        _emit_json({"threat": threat.id, "peer": peer, "defenses": sorted(dset), "params": values, "result": data})
+        _emit_json({"threat": threat.id, "peer": peer, "defenses": sorted(dset), "params": live_params, "result": data})
         return
     from rich.table import Table
 
