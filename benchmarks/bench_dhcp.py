@@ -45,7 +45,6 @@ Needs root.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -59,7 +58,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from pathlib import Path
 
-from threatlab.dhcp.leases import LeaseState, LeaseStore
+from threatlab.dhcp import peers
 from threatlab.dhcp.wire import (
     BOOTREQUEST,
     BROADCAST_FLAG,
@@ -302,66 +301,33 @@ class Contender:
 
 def _threatlab(sync: str) -> Callable[[LiveNetwork, Path, bool], subprocess.Popen]:
     def start(net: LiveNetwork, d: Path, quiet: bool) -> subprocess.Popen:
-        log = (d / "threatlab.log").open("w")
-        net.on_close(log.close)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        return net.run("srv", [sys.executable, "-m", "threatlab", "serve", "dhcp", "--interface", "eth0",
-                               "--pool", f"{POOL_FIRST}-{POOL_LAST}", "--lease-time", str(LEASE_TIME),
-                               "--lease-db", str(d / "leases.sqlite"), "--sync", sync]
-                       + (["--quiet"] if quiet else []),
-                       stdout=log, stderr=subprocess.STDOUT, env=env)
+        return peers.start_threatlab(net, "srv", d, iface="eth0", first=POOL_FIRST, last=POOL_LAST,
+                                     lease_time=LEASE_TIME, sync=sync, quiet=quiet)
     return start
 
 
 def _threatlab_leases(d: Path) -> int:
-    with LeaseStore(d / "leases.sqlite") as store:
-        return sum(1 for lease in store if lease.state is LeaseState.BOUND)
+    return len(peers.threatlab_leases(d / "leases.sqlite"))
 
 
 def _dnsmasq(net: LiveNetwork, d: Path, quiet: bool) -> subprocess.Popen:
-    conf = d / "dnsmasq.conf"
-    conf.write_text("\n".join([
-        "port=0", "interface=eth0", "bind-interfaces", "user=root", "no-ping", "dhcp-authoritative",
-        f"dhcp-range={POOL_FIRST},{POOL_LAST},255.255.0.0,{LEASE_TIME}",
-        f"dhcp-lease-max={POOL_SIZE + 10}", f"dhcp-leasefile={d / 'dnsmasq.leases'}",
-        f"pid-file={d / 'dnsmasq.pid'}", f"log-facility={d / 'dnsmasq.log'}",
-    ] + (["quiet-dhcp"] if quiet else []) + [""]))
-    return net.run("srv", [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "-k", "-C", str(conf)],
-                   stdout=subprocess.DEVNULL, stderr=(d / "dnsmasq.err").open("w"))
+    return peers.start_dnsmasq(net, "srv", d, iface="eth0", first=POOL_FIRST, last=POOL_LAST,
+                               netmask="255.255.0.0", lease_time=LEASE_TIME, lease_max=POOL_SIZE + 10,
+                               ping=False, quiet=quiet)
 
 
 def _dnsmasq_leases(d: Path) -> int:
-    path = d / "dnsmasq.leases"
-    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.exists() else 0
+    return len(peers.dnsmasq_leases(d))
 
 
 def _kea(net: LiveNetwork, d: Path, quiet: bool) -> subprocess.Popen:
-    conf = {"Dhcp4": {
-        "interfaces-config": {"interfaces": ["eth0"], "dhcp-socket-type": "raw"},
-        "lease-database": {"type": "memfile", "persist": True, "name": str(d / "kea-leases4.csv"),
-                           "lfc-interval": 0},
-        "valid-lifetime": LEASE_TIME, "renew-timer": LEASE_TIME // 2, "rebind-timer": LEASE_TIME * 7 // 8,
-        "multi-threading": {"enable-multi-threading": False},
-        "subnet4": [{"id": 1, "subnet": f"10.77.0.0/{PREFIX}", "pools": [{"pool": f"{POOL_FIRST} - {POOL_LAST}"}]}],
-        "loggers": [{"name": "kea-dhcp4", "severity": "WARN" if quiet else "INFO",
-                     "output_options": [{"output": str(d / "kea.log")}]}],
-    }}
-    (d / "kea.json").write_text(json.dumps(conf, indent=1))
-    env = {**os.environ, "KEA_PIDFILE_DIR": str(d), "KEA_LOCKFILE_DIR": str(d)}
-    return net.run("srv", [shutil.which("kea-dhcp4") or "/usr/sbin/kea-dhcp4", "-c", str(d / "kea.json")],
-                   stdout=subprocess.DEVNULL, stderr=(d / "kea.err").open("w"), env=env)
+    return peers.start_kea(net, "srv", d, iface="eth0", subnet=f"10.77.0.0/{PREFIX}", first=POOL_FIRST,
+                           last=POOL_LAST, lease_time=LEASE_TIME, quiet=quiet)
 
 
 def _kea_leases(d: Path) -> int:
-    """Kea's CSV is append-only: the last row of an address wins; count those valid (state 0)."""
-    last: dict[str, list[str]] = {}
-    for path in sorted(d.glob("kea-leases4.csv*")):
-        lines = path.read_text().splitlines()
-        for line in lines[1:]:
-            row = line.split(",")
-            if len(row) > 9:
-                last[row[0]] = row
-    return sum(1 for row in last.values() if row[9] == "0" and int(row[3] or 0) > 0)
+    """Kea's CSV is append-only: the last row of an address wins; count those valid."""
+    return len(peers.kea_leases(d))
 
 
 CONTENDERS = {

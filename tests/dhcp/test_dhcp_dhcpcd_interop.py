@@ -13,10 +13,10 @@ import time
 
 import pytest
 
+from threatlab.dhcp.peers import dhcpcd_isolated as isolated
 from threatlab.live.namespaces import LiveNetwork
 from threatlab.net.topology import Interface, Node, Segment, Topology, mac_for
 
-from dhcpcd_isolation import isolated
 
 pytestmark = [
     pytest.mark.live,

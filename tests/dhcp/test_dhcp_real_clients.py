@@ -14,22 +14,17 @@ scripts/install-debian-deps.sh); a client that is missing skips its tests.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from ipaddress import IPv4Address as A
 from pathlib import Path
 
 import pytest
 
-from dhcpcd_isolation import isolated
-
+from threatlab.dhcp import peers
 from threatlab.dhcp.leases import LeaseState, LeaseStore
 from threatlab.live.namespaces import live_unavailable_reason
 from threatlab.net.build import lan
@@ -41,75 +36,12 @@ POOL_FIRST, POOL_LAST = A("10.0.0.100"), A("10.0.0.150")
 LEASE_TIME = 20  # s: T1 10 s, so a client renews within a test; dhcpcd takes no shorter lease (20 s minimum)
 
 
-def _tool(name: str) -> str | None:
-    return shutil.which(name) or next(
-        (p for d in ("/usr/sbin", "/sbin") if os.access(p := f"{d}/{name}", os.X_OK)), None)
-
-
-# --------------------------------------------------------------------------- the clients
-
-
-@dataclass(frozen=True)
-class Client:
-    name: str
-    binary: str
-    argv: Callable[[Path, str], list[str]]  # (tmp dir, binary path) -> the command, run in the foreground
-    hook: str  # the hook script: sets the address, nothing else
-
-
-DHCPCD_HOOK = """\
-#!/bin/sh
-# dhcpcd's hook (-c): dhcpcd adds the address itself; this only makes sure, and touches nothing else
-case "$reason" in
-BOUND|RENEW|REBIND|REBOOT) ip addr replace "$new_ip_address/$new_subnet_cidr" dev "$interface" ;;
-esac
-exit 0
-"""
-
-DHCLIENT_HOOK = """\
-#!/bin/sh
-# dhclient's script (-sf), instead of /sbin/dhclient-script: the address only
-case "$reason" in
-PREINIT) ip link set dev "$interface" up ;;
-BOUND|RENEW|REBIND|REBOOT) ip addr replace "$new_ip_address/$new_subnet_mask" dev "$interface" ;;
-EXPIRE|FAIL|RELEASE|STOP) [ -n "$old_ip_address" ] && ip addr del "$old_ip_address/$old_subnet_mask" dev "$interface" ;;
-esac
-exit 0
-"""
-
-UDHCPC_HOOK = """\
-#!/bin/sh
-# udhcpc's script (-s), instead of /etc/udhcpc/default.script: the address only
-case "$1" in
-deconfig) ip -4 addr flush dev "$interface" ;;
-bound|renew) ip addr replace "$ip/$subnet" dev "$interface" ;;
-esac
-exit 0
-"""
+# the clients, their hooks and their command lines: threatlab.dhcp.peers (shared with the live threats)
+Client, CLIENTS, DHCPCD_HOOK = peers.Client, peers.CLIENTS, peers.DHCPCD_HOOK
 
 
 def _dhcpcd(tmp: Path, binary: str, conf: str = "") -> list[str]:
-    (tmp / "dhcpcd.conf").write_text("noipv4ll\nnoarp\n" + conf)
-    return isolated(tmp, [binary, "-f", str(tmp / "dhcpcd.conf"), "-c", str(tmp / "hook.sh"), "-4", "-B", "-d",
-                          "-t", "30", "eth0"])
-
-
-def _dhclient(tmp: Path, binary: str) -> list[str]:
-    (tmp / "dhclient.conf").write_text("")
-    return [binary, "-4", "-d", "-v", "-cf", str(tmp / "dhclient.conf"), "-sf", str(tmp / "hook.sh"),
-            "-lf", str(tmp / "dhclient.leases"), "-pf", str(tmp / "dhclient.pid"), "eth0"]
-
-
-def _udhcpc(tmp: Path, binary: str) -> list[str]:
-    return [binary, "-f", "-i", "eth0", "-s", str(tmp / "hook.sh"), "-p", str(tmp / "udhcpc.pid"),
-            "-t", "10", "-T", "2", "-A", "2"]
-
-
-CLIENTS = {
-    "dhcpcd": Client("dhcpcd", "dhcpcd", _dhcpcd, DHCPCD_HOOK),
-    "dhclient": Client("dhclient", "dhclient", _dhclient, DHCLIENT_HOOK),
-    "udhcpc": Client("udhcpc", "udhcpc", _udhcpc, UDHCPC_HOOK),
-}
+    return peers.dhcpcd_argv(tmp, binary, conf)
 
 
 # --------------------------------------------------------------------------- the LAN and the server
@@ -144,14 +76,9 @@ class Server:
 
     def __init__(self, net, tmp: Path, db: Path, name: str, *extra: str) -> None:
         self.log = tmp / f"{name}.log"
-        self._out = self.log.open("w")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        self.proc = net.run("h1", [sys.executable, "-m", "threatlab", "serve", "dhcp", "--interface", "eth0",
-                                   "--pool", f"{POOL_FIRST}-{POOL_LAST}", "--lease-time", str(LEASE_TIME),
-                                   "--lease-db", str(db), *extra],
-                            stdout=self._out, stderr=subprocess.STDOUT, env=env)
-        wait_for(lambda: "serving DHCP on eth0" in self.text() or self.proc.poll() is not None, 30,
-                 "the server to start")
+        self.proc = peers.start_threatlab(net, "h1", tmp, iface="eth0", first=str(POOL_FIRST), last=str(POOL_LAST),
+                                          lease_time=LEASE_TIME, db=db, extra=extra, log_name=self.log.name,
+                                          ready_timeout=30)
         assert self.proc.poll() is None, self.text()
 
     def text(self) -> str:
@@ -159,23 +86,13 @@ class Server:
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=20)
-        finally:
-            self._out.close()
+        return self.proc.wait(timeout=20)
 
 
 def start_client(net, host: str, client: Client, tmp: Path) -> subprocess.Popen:
-    binary = _tool(client.binary)
-    if binary is None:
+    if peers.tool(client.binary) is None:
         pytest.skip(f"{client.binary} is not installed (scripts/install-debian-deps.sh installs it)")
-    tmp.mkdir(parents=True, exist_ok=True)
-    hook = tmp / "hook.sh"
-    hook.write_text(client.hook)
-    hook.chmod(0o755)
-    out = (tmp / "client.log").open("w")
-    net.on_close(out.close)
-    return net.run(host, client.argv(tmp, binary), stdout=out, stderr=subprocess.STDOUT)
+    return peers.start_client(net, host, client, tmp)
 
 
 def address_of(net, host: str) -> A | None:

@@ -83,6 +83,7 @@ from threatlab.dhcp.simhost import (
     lan_server_config,
     routed_server_config,
 )
+from threatlab.dhcp.live import peer_function
 from threatlab.dhcp.threats_auth import AUTH_THREATS
 from threatlab.dhcp.wire import MessageType
 from threatlab.dhcp.x509auth import X509DhcpServer, X509Signer
@@ -277,6 +278,7 @@ ROGUE_REFUSAL = Threat(
         "rogue that forges the real server's identifier deny service again (forge_server_id=true)."
     ),
     tags=("rogue-server", "dos", "rfc3118"),
+    peers={"dhcpcd": peer_function("rogue", "dhcpcd")},
 )
 
 
@@ -692,6 +694,7 @@ STARVATION = Threat(
         "authentication stop it."
     ),
     tags=("rogue-client", "starvation", "option-82"),
+    peers={p: peer_function("starvation", p) for p in ("dnsmasq", "kea", "threatlab")},
 )
 
 
@@ -914,6 +917,7 @@ FORGED_RELEASE = Threat(
         "both."
     ),
     tags=("rogue-client", "release", "dos"),
+    peers={p: peer_function("forged-release", p) for p in ("dnsmasq", "kea", "threatlab")},
 )
 
 
