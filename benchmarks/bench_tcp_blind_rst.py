@@ -7,10 +7,13 @@ What is timed, exactly:
   (client, server and off-path attacker on a learning switch, the attacker's link at 10 Gbit/s),
   with its connection already open and rst-exact on, so that none of the 65,538 RSTs ends the
   sweep early. Per segment: the attacker stamps SEG.SEQ into its frame template (RFC 1624
-  checksum update) and puts it on its link; the simulator carries it through the link and the
-  switch; the server decodes Ethernet and IPv4 (header checksum verified), `TcpStack` demuxes it
-  and `TcpEndpoint.receive` verifies the TCP checksum and judges the RST against RCV.NXT and
-  RCV.WND (dropped, or a challenge ACK). Not timed: building the network, the handshake.
+  checksum update) and puts it on its link; the simulator carries it through the link (one event
+  at the end of its serialization) and the switch (learning, forwarding); the server's NIC takes
+  it, the host reads the Ethernet and IPv4 headers (header checksum verified; the host's fast
+  dispatch for unfragmented, option-less packets hands TCP the addresses and the payload without
+  building an `IPv4`), `TcpStack` demuxes it and `TcpEndpoint.receive` verifies the TCP checksum
+  and judges the RST against RCV.NXT and RCV.WND (dropped, or a challenge ACK). Not timed:
+  building the network, the handshake.
 - threatlab, endpoint alone: the same 65,538 segments (the TCP part of the same frames, each
   stamped by the same template) handed to the same established `TcpEndpoint.receive(bytes, now,
   src)`, sans-IO, virtual time advancing by one frame time each: the modeled endpoint without the

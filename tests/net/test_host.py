@@ -261,6 +261,116 @@ def test_registered_protocol_handler_gets_reassembled_packets_and_interface():
     assert got == [(h1.ip, 2000, "eth0")]
 
 
+def _plain_and_other_packets(h1, h2, proto):
+    """Packets of `proto` from h1 to h2, as frames: plain ones (no options, not fragments; DF or
+    not; short ones padded by the NIC) and ones the fast dispatch must leave to the full path."""
+    from threatlab.net.wire import IPv4Option
+
+    plain = [IPv4(h1.ip, h2.ip, proto, b"F" + bytes(n)) for n in (0, 5, 100)]
+    plain.append(IPv4(h1.ip, h2.ip, proto, b"F-df", df=True, identification=77, ttl=3, tos=0x10))
+    declined = IPv4(h1.ip, h2.ip, proto, b"S declined by the fast handler")
+    with_options = IPv4(h1.ip, h2.ip, proto, b"F options", options=(IPv4Option(0x94, b"\0\0"),))
+    first = IPv4(h1.ip, h2.ip, proto, b"F" + bytes(15), identification=9, mf=True)
+    last = IPv4(h1.ip, h2.ip, proto, b"F" + bytes(7), identification=9, frag_offset=2)
+    bad = bytearray(IPv4(h1.ip, h2.ip, proto, b"F bad header checksum").encode())
+    bad[10] ^= 0xFF
+    frames = [p.encode() for p in (*plain, declined, with_options, first, last)] + [bytes(bad)]
+    return [Ethernet(h2.mac, h1.mac, ETH_P_IP, f).encode() for f in frames], plain
+
+
+def test_fast_protocol_handler_gets_exactly_the_plain_packets_and_may_decline():
+    sim, net, (h1, h2) = _lan()
+    fast_got, full_got = [], []
+
+    def fast(src, dst, payload, nic):
+        fast_got.append((src, dst, payload, nic.name))
+        return payload.startswith(b"F")
+
+    h2.register_protocol(200, lambda packet, nic: full_got.append(packet), fast=fast)
+    frames, plain = _plain_and_other_packets(h1, h2, 200)
+    for frame in frames:
+        h1.raw_send("eth0", frame)
+    sim.run()
+    declined = (h1.ip, h2.ip, b"S declined by the fast handler", "eth0")
+    assert fast_got == [(p.src, p.dst, p.payload, "eth0") for p in plain] + [declined]
+    assert all(type(a) is IPv4Address for a, _, _, _ in fast_got)
+    # the full handler: the declined packet, the one with options, the reassembled fragments
+    assert [p.payload for p in full_got] == [b"S declined by the fast handler", b"F options",
+                                             b"F" + bytes(15) + b"F" + bytes(7)]
+    assert h2.drops["malformed-ipv4"] == 1  # the bad header checksum, on either path
+
+
+def test_fast_and_full_dispatch_deliver_the_same_packets():
+    # random headers with valid checksums: what a fast handler (taking every packet it is offered)
+    # and the full handler get together is what the full handler alone gets, in the same order
+    import random
+
+    def deliveries(with_fast: bool) -> list:
+        rng = random.Random(5)
+        sim, net, (h1, h2) = _lan()
+        got = []
+        taken = []
+
+        def fast(src, dst, payload, nic):
+            taken.append(1)
+            got.append((src, dst, payload))
+            return True
+
+        fast = fast if with_fast else None
+        for proto in (6, 200):
+            h2.register_protocol(proto, lambda p, nic: got.append((p.src, p.dst, p.payload)), fast=fast)
+        for _ in range(2000):
+            proto = rng.choice([6, 200])
+            p = IPv4(h1.ip, rng.choice([h2.ip, IPv4Address("10.9.9.9"), IPv4Address("255.255.255.255")]),
+                     proto, rng.randbytes(rng.randrange(0, 40)), ttl=rng.randrange(256),
+                     df=rng.random() < 0.5,
+                     mf=rng.random() < 0.2, frag_offset=rng.choice([0, 0, 0, rng.randrange(8)]),
+                     identification=rng.randrange(4))
+            raw = bytearray(p.encode())
+            if rng.random() < 0.1:
+                raw[rng.randrange(20)] ^= 1 << rng.randrange(8)  # a broken header
+            h1.raw_send("eth0", Ethernet(h2.mac, h1.mac, ETH_P_IP, bytes(raw)).encode())
+        sim.run(until=sim.now + 60 * NS_PER_S)
+        return [got, dict(h2.drops), dict(h2.stats), sim.now], len(taken)
+
+    (fast, taken), (full, none) = deliveries(True), deliveries(False)
+    assert fast == full and taken > 500 and none == 0
+
+
+def test_registering_again_without_fast_or_unregistering_removes_the_fast_handler():
+    sim, net, (h1, h2) = _lan()
+    fast_got, full_got = [], []
+    h2.register_protocol(200, lambda p, nic: full_got.append(p.payload),
+                         fast=lambda s, d, payload, nic: fast_got.append(payload) or True)
+    h1.send_ip(h2.ip, 200, b"one")
+    sim.run()
+    h2.register_protocol(200, lambda p, nic: full_got.append(p.payload))
+    h1.send_ip(h2.ip, 200, b"two")
+    sim.run()
+    h2.register_protocol(200, lambda p, nic: full_got.append(p.payload),
+                         fast=lambda s, d, payload, nic: fast_got.append(payload) or True)
+    h2.unregister_protocol(200)
+    h1.send_ip(h2.ip, 200, b"three")
+    sim.run()
+    assert (fast_got, full_got) == ([b"one"], [b"two"])
+    assert h2.drops["protocol-unreachable"] == 1
+
+
+def test_a_nat_sees_every_ipv4_packet_itself_even_with_a_fast_handler():
+    from threatlab.net import natted
+
+    sim = Simulator(seed=3)
+    net = build(natted(1), sim)
+    nat, h1, srv = net.node("nat"), net.node("h1"), net.node("srv")
+    fast_got, full_got = [], []
+    nat.register_protocol(200, lambda p, nic: full_got.append((p.payload, nic.name)),
+                          fast=lambda s, d, payload, nic: fast_got.append(payload) or True)
+    h1.send_ip(nat.interfaces["in"].ip, 200, b"inside")
+    srv.send_ip(nat.interfaces["out"].ip, 200, b"outside")
+    sim.run()
+    assert (fast_got, full_got) == ([], [(b"inside", "in"), (b"outside", "out")])
+
+
 # -- fragmentation ----------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from threatlab.net import Simulator, build, lan
 from threatlab.net.sim import NS_PER_S
 from threatlab.net.wire import IPPROTO_TCP
 from threatlab.tcp import ConnectionEstablished, ConnectionReset, DataReceived, State, TcpConfig, TcpFlags, TcpSegment
+from threatlab.tcp.challenge import RandomizedChallengeAckLimiter
 from threatlab.tcp.stack import TcpStack
 
 
@@ -71,3 +72,32 @@ def test_abort_resets_the_peer():
     sim.run(until=2 * NS_PER_S)
     assert any(isinstance(e, ConnectionReset) for e in accepted[0].events)
     assert accepted[0].state is State.CLOSED
+
+
+def test_host_scope_random_budget_is_one_randomized_limiter_drawn_from_the_stack_rng():
+    cfg = TcpConfig(rst_exact=True, challenge_ack_limit=(10, 1.0), challenge_ack_scope="host",
+                    challenge_ack_budget="random")
+    sim, net, client, server = _pair(config=cfg)
+    assert isinstance(server.limiter, RandomizedChallengeAckLimiter) and server.limiter.rng is server.rng
+    accepted = []
+    server.listen(80, on_accept=accepted.append)
+    conns = [client.connect((net.node("h2").ip, 80)) for _ in range(2)]
+    sim.run(until=NS_PER_S)
+    assert all(c.state is State.ESTABLISHED for c in conns) and len(accepted) == 2
+    assert all(a.endpoint.challenge_ack_limiter is server.limiter for a in accepted)
+    cfg = TcpConfig(challenge_ack_limit=(10, 1.0), challenge_ack_budget="random")
+    _, _, per_connection, _ = _pair(config=cfg)
+    assert per_connection.limiter is None  # per connection: each endpoint builds its own
+
+
+def test_per_connection_random_budget_limiters_draw_from_the_stack_rng():
+    cfg = TcpConfig(rst_exact=True, challenge_ack_limit=(10, 1.0), challenge_ack_budget="random")
+    sim, net, client, server = _pair(config=cfg)
+    accepted = []
+    server.listen(80, on_accept=accepted.append)
+    for _ in range(2):
+        client.connect((net.node("h2").ip, 80))
+    sim.run(until=NS_PER_S)
+    limiters = [a.endpoint.challenge_ack_limiter for a in accepted]
+    assert len(limiters) == 2 and limiters[0] is not limiters[1]
+    assert all(isinstance(lim, RandomizedChallengeAckLimiter) and lim.rng is server.rng for lim in limiters)

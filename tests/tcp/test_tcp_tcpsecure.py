@@ -21,6 +21,7 @@ from threatlab.tcp import (
     TcpEndpoint,
     TcpFlags,
 )
+from threatlab.tcp.challenge import RandomizedChallengeAckLimiter
 
 F = TcpFlags
 M = 0xFFFFFFFF
@@ -350,6 +351,66 @@ def test_per_connection_limiters_are_independent():
         for i in range(6):
             p.inject("b", spoof(p.b, F.RST, p.b.rcv_nxt + 1 + i))
     assert [p.b.counters.challenge_acks_sent for p in pairs] == [6, 6]
+
+
+def _challenge_acks_per_interval(p: Pair, intervals: int, limit: int) -> list[int]:
+    """Challenge ACKs B lets out in each of `intervals` 1-second windows, each asked for 2 * limit."""
+    counts = []
+    for _ in range(intervals):
+        before = p.b.counters.challenge_acks_sent
+        for i in range(2 * limit):
+            p.inject("b", spoof(p.b, F.RST, p.b.rcv_nxt + 1 + i))
+        counts.append(p.b.counters.challenge_acks_sent - before)
+        p.advance(S)  # the next RST opens a fresh window
+    return counts
+
+
+def test_random_budget_lets_out_ceil_l_over_2_plus_uniform_0_to_l_minus_1_per_interval():
+    # Linux 4.7 (CVE-2016-5696): each interval's budget is ceil(L/2) + U{0..L-1}
+    limit = 7
+    cfg = TcpConfig(rst_exact=True, challenge_ack_limit=(limit, 1.0), challenge_ack_budget="random")
+    p = established(RFC793, cfg)
+    lim = p.b.challenge_ack_limiter
+    assert isinstance(lim, RandomizedChallengeAckLimiter) and lim.rng is p.b.rng
+    counts = _challenge_acks_per_interval(p, 60, limit)
+    half = -(-limit // 2)
+    assert all(half <= c <= half + limit - 1 for c in counts)
+    assert counts == lim.budgets  # every draw, used up in full
+    # 60 draws of U{0..6}: every value shows up (P(one missing) < 7 * (6/7)^60 = 6e-4 for a fair draw;
+    # the seed is fixed, so this is deterministic)
+    assert set(counts) == set(range(half, half + limit))
+    assert p.b.state is State.ESTABLISHED
+    # the same seed, the same budgets: they come from the endpoint's rng
+    q = established(RFC793, cfg)
+    assert _challenge_acks_per_interval(q, 60, limit) == counts
+    fixed = established(RFC793, TcpConfig(rst_exact=True, challenge_ack_limit=(limit, 1.0)))
+    assert _challenge_acks_per_interval(fixed, 5, limit) == [limit] * 5
+
+
+def test_per_connection_random_budgets_are_drawn_per_connection():
+    # both defenses act: each connection has its own limiter, and each limiter's budget is random
+    limit = 20
+    cfg = TcpConfig(rst_exact=True, challenge_ack_limit=(limit, 1.0), challenge_ack_budget="random")
+    pairs = [established(RFC793, cfg, a_port=40000 + i, seed=1 + 2 * i) for i in range(2)]
+    limiters = [p.b.challenge_ack_limiter for p in pairs]
+    assert limiters[0] is not limiters[1]
+    assert all(isinstance(lim, RandomizedChallengeAckLimiter) for lim in limiters)
+    counts = [_challenge_acks_per_interval(p, 20, limit) for p in pairs]
+    assert all(10 <= c <= 29 for cs in counts for c in cs)
+    assert counts[0] != counts[1] and len(set(counts[0])) > 1
+    # one connection's challenge ACKs use nothing of the other's budget
+    assert [lim.sent for lim in limiters] == [sum(cs) for cs in counts]
+    assert [lim.budgets for lim in limiters] == counts
+
+
+def test_config_names_the_random_budget_and_rejects_bad_values():
+    cfg = TcpConfig(challenge_ack_limit=(10, 5.0), challenge_ack_budget="random")
+    assert cfg.defenses == {"challenge-ack-limit", "challenge-ack-random-budget"}
+    assert TcpConfig(challenge_ack_limit=(10, 5.0)).challenge_ack_budget == "fixed"
+    with pytest.raises(ParamError, match="challenge_ack_budget"):
+        TcpConfig(challenge_ack_budget="lottery")  # type: ignore[arg-type]
+    with pytest.raises(ParamError, match="count >= 1"):
+        TcpConfig(challenge_ack_limit=(0, 5.0), challenge_ack_budget="random")
 
 
 def test_host_scope_needs_a_shared_limiter():

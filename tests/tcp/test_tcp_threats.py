@@ -126,6 +126,26 @@ def test_sweep_sends_segments_stepping_by_the_window_from_a_random_start():
     assert {(s.flags, s.src_port, s.dst_port) for s in segs} == {(TcpFlags.RST, scene.candidates[0], 80)}
 
 
+@pytest.mark.parametrize("flags,payload", [(TcpFlags.RST, b""), (TcpFlags.ACK | TcpFlags.PSH, b"injected")])
+def test_sweep_frames_are_the_templates_frames_byte_for_byte(flags, payload):
+    # the sweep folds the checksum its own way (one modulo); every frame must still be exactly
+    # SegmentTemplate.frame(seq, ack), whatever SEG.ACK and wherever SEG.SEQ wraps
+    rng = random.Random(4)
+    for ack in (0, 1, 0xFFFF, 0x10000, 0xFFFFFFFF, rng.getrandbits(32), rng.getrandbits(32)):
+        scene = _scene(window=MIB)
+        make = template_maker(scene, flags, payload=payload)
+        nic = scene.net.adversary.host.interfaces["eth0"]
+        frames: list[bytes] = []
+        nic.tx_hooks.append(lambda frame, now: frames.append(frame))
+        start = rng.choice([0, 0xFFFFFFFF - 1000 * 4099, rng.getrandbits(32)])
+        sweep = BlindSweep(scene.net.adversary, scene.candidates, make, step=4099, per_port=2000, budget=2000,
+                           rng=random.Random(9), ack=ack, start=start)
+        sweep.start()
+        scene.sim.run(until=scene.sim.now + 10**9)
+        tmpl = make(scene.candidates[0])
+        assert frames == [tmpl.frame((start + i * 4099) & 0xFFFFFFFF, ack) for i in range(2000)]
+
+
 def test_data_sweep_sends_each_guess_with_two_acks_half_the_space_apart():
     scene = _scene(window=MIB)
     nic = scene.net.adversary.host.interfaces["eth0"]

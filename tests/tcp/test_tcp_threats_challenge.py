@@ -19,10 +19,10 @@ from threatlab.lab.catalogue import Threat
 from threatlab.lab.runner import run_threat
 from threatlab.net.pcap import read_pcap
 from threatlab.net.wire import ETH_P_IP, Ethernet, IPv4
+from threatlab.tcp.challenge import RandomizedChallengeAckLimiter
 from threatlab.tcp.challenge_attacks import (
     ForcedIsnRandom,
     PathFaults,
-    RandomizedChallengeAckLimiter,
     parse_tcp_frame,
 )
 from threatlab.tcp.threats_challenge import (
@@ -293,6 +293,22 @@ def test_randomized_budget_turns_each_round_into_a_coin_flip():
     close(r, "presence_detected_mean", tol=0.24)
     both = run(SIDE_CHANNEL, ["challenge-ack-per-connection", "challenge-ack-random-budget"], trials=2, ports=64)
     assert both.metrics["success_rate"] == 0.0
+
+
+def test_per_connection_and_random_budget_both_act():
+    # per connection alone, the attacker's own count is always `limit`: it never judges a hit
+    fixed = run(SIDE_CHANNEL, ["challenge-ack-per-connection"], trials=3, ports=64)
+    assert fixed.metrics["presence_detected_mean"] == 0.0 and fixed.metrics["rounds_mean"] == 1.0
+    # with the random budget too, its own connection's budget is drawn anew each round, so it judges
+    # "hit" with p = (L - ceil(L/2))/L = 0.5 whatever the probes did, and the search is a random walk
+    both = ["challenge-ack-per-connection", "challenge-ack-random-budget"]
+    r = run(SIDE_CHANNEL, both, trials=40, ports=64)
+    assert r.expected["presence_detected_mean"] == 0.5 and r.expected["success_rate"] < 0.01
+    # 40 trials: sd 0.079, 3 sd = 0.24; and more than one round on average (it went on searching)
+    close(r, "presence_detected_mean", tol=0.24)
+    assert r.metrics["presence_detected_mean"] > 0.0 and r.metrics["rounds_mean"] > 1.0
+    # expected success 0.5 * 0.5^6 = 0.008: at most 3 of 40 (P(more) < 0.5%)
+    assert r.metrics["success_rate"] <= 3 / 40
 
 
 def test_the_attacker_goes_on_to_a_sequence_number_in_the_window():

@@ -148,7 +148,8 @@ class Segment:
             self.drops["runt"] += 1
             return
         if self._is_switch:
-            now = self.sim.now
+            sim = self.sim
+            now = sim.now
             fdb = self.fdb
             if not frame[6] & 1:  # learn unicast sources only
                 fdb[frame[6:12]] = (ingress, now)
@@ -163,7 +164,18 @@ class Segment:
                             return
                         self.frames_out += 1
                         if port.rate is None and not port.loss:  # Port.send_down, inlined
-                            heappush(port._heap, (now + port.delay, next(port._seq), port._nic_arrive, (frame,)))
+                            heap = port._heap
+                            if not port.delay and sim._running and (not heap or heap[0][0] > now):
+                                # The NIC's arrival, due now, would be the very next event run()
+                                # pops: nothing else is due at or before now (an event due now
+                                # would hold a smaller sequence number and go first; none is due
+                                # earlier). So run it here: the same calls in the same order at the
+                                # same virtual time, without a heap round trip. This is our last act.
+                                sim.events_run += 1
+                                port._nic_arrive(frame)
+                            else:
+                                heappush(heap, (now + port.delay, next(port._seq), port._nic_arrive,
+                                                (frame,)))
                         elif not port.send_down(frame):
                             self.drops["link-loss"] += 1
                         return
@@ -247,9 +259,16 @@ class Nic:
             now = self.sim.now
             for hook in self.tx_hooks:
                 hook(frame, now)
-        if port.rate is None and not port.loss:  # Port.send_up, inlined for the common case
-            t = self.sim.now + port.delay
-            heappush(port._heap, (t, next(port._seq), port._seg_arrive, (frame, port)))
+        if not port.loss:  # Port.send_up, inlined for the common case
+            t = self.sim.now
+            rate = port.rate
+            if rate is not None:
+                free = port.up_free
+                if free > t:
+                    t = free
+                t += n * 8_000_000_000 // rate
+                port.up_free = t
+            heappush(port._heap, (t + port.delay, next(port._seq), port._seg_arrive, (frame, port)))
             return True
         if port.send_up(frame):
             return True
@@ -262,7 +281,8 @@ class Nic:
         if not self.up:
             self.drops["link-down"] += 1
             return
-        if not (self.promiscuous or frame[0] & 1 or frame.startswith(self.mac)):
+        # (to us first: the common case, decided by the first test)
+        if not (frame.startswith(self.mac) or self.promiscuous or frame[0] & 1):
             self.drops["not-for-us"] += 1
             return
         if self.sniffers:

@@ -10,12 +10,14 @@ The stack follows the host requirements (RFC 1122) where they matter to an attac
   is dropped and reported as "fragmentation needed" with that MTU (RFC 1191).
 
 Malformed frames and packets are dropped and counted in `drops` by reason, never raised.
-Protocol packages plug in with `register_protocol(proto, handler)`; attackers and DHCP use
-`raw_send` and `add_sniffer`.
+Protocol packages plug in with `register_protocol(proto, handler)` (and, optionally, a fast
+handler that takes an unfragmented packet's addresses and payload without an `IPv4` object);
+attackers and DHCP use `raw_send` and `add_sniffer`.
 """
 
 from __future__ import annotations
 
+import struct
 import zlib
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -59,6 +61,7 @@ from threatlab.net.wire import (
     fragment,
     mac_bytes,
 )
+from threatlab.net.wire import _IP_MF, _IP_OFFSET_MASK, _IP_RESERVED, _V4_ADDRS, _ipv4_address
 
 __all__ = ["Host", "UdpSocket", "RoutingTable", "RouteEntry", "EchoReply", "ArpEntry"]
 
@@ -71,6 +74,14 @@ _STATIC = 1 << 62  # expiry of a static neighbour entry: never
 _ICMP_ERROR_TYPES = frozenset({3, 4, 5, 11, 12})
 
 ProtocolHandler = Callable[[IPv4, Nic], Any]
+# fast(src, dst, payload, interface) -> True if it took the packet (see Host.register_protocol)
+FastProtocolHandler = Callable[[IPv4Address, IPv4Address, bytes, Nic], bool]
+
+# What the fast dispatch reads of a frame: the EtherType, then of the IPv4 header (RFC 791 3.1)
+# version/IHL, total length, flags/fragment offset, protocol, source, destination
+_ETH_IPV4_VIEW = struct.Struct("!12xHBxHxxHxBxxII")
+_IP_NOT_PLAIN = _IP_RESERVED | _IP_MF | _IP_OFFSET_MASK  # any of these: the full decoder decides
+_from_bytes = int.from_bytes
 
 # The decoders as bound classmethods: `IPv4.decode(...)` binds a new method object per call.
 _decode_ipv4 = IPv4.decode
@@ -319,6 +330,10 @@ class Host:
         self._pings: dict[tuple[int, int], int] = {}
         self._udp: dict[int, UdpSocket] = {}
         self._protocols: dict[int, ProtocolHandler] = {IPPROTO_ICMP: self._on_icmp, IPPROTO_UDP: self._on_udp}
+        self._fast4: dict[int, FastProtocolHandler] = {}
+        # The fast handlers `_on_frame` consults: the registry itself, or, for a subclass that takes
+        # IPv4 input over (the NAT), none, so that it sees every packet.
+        self._fast4_in = self._fast4 if type(self)._on_ipv4 is Host._on_ipv4 else {}
         self._ethertypes: dict[int, Callable[[Ethernet, Nic], Any]] = {}
         # Addresses as ints on the data path (IPv4Address._ip; hashing an IPv4Address runs hex()).
         self._local4: set[int] = set()
@@ -403,15 +418,27 @@ class Host:
         else:
             self.neighbors6[addr] = mb
 
-    def register_protocol(self, proto: int, handler: ProtocolHandler) -> None:
+    def register_protocol(self, proto: int, handler: ProtocolHandler,
+                          fast: FastProtocolHandler | None = None) -> None:
         """Deliver IPv4 packets for us of protocol `proto` to handler(packet, interface), after
-        reassembly. Replaces the built-in ICMP or UDP handling if given 1 or 17."""
+        reassembly. Replaces the built-in ICMP or UDP handling if given 1 or 17.
+
+        `fast`, if given, is offered every unfragmented packet for us without IP options whose
+        header checksum verified, as fast(src, dst, payload, interface) with the addresses as
+        `IPv4Address`es: the packet `handler` would get, without building an `IPv4`. It returns
+        True when it took the packet, False to have it decoded and given to `handler` as usual.
+        Registering again without `fast` removes the previous one."""
         if not 0 <= proto <= 255:
             raise ParamError(f"proto must be in [0, 255], got {proto}")
         self._protocols[proto] = handler
+        if fast is None:
+            self._fast4.pop(proto, None)
+        else:
+            self._fast4[proto] = fast
 
     def unregister_protocol(self, proto: int) -> None:
         self._protocols.pop(proto, None)
+        self._fast4.pop(proto, None)
         if proto == IPPROTO_ICMP:
             self._protocols[proto] = self._on_icmp
         elif proto == IPPROTO_UDP:
@@ -737,7 +764,26 @@ class Host:
         # The stack itself needs only the EtherType and the payload, so read those from the header
         # instead of building an Ethernet: the three types below are ones Ethernet.decode accepts,
         # and every other frame still goes through it (802.3 length and VLAN checks included).
-        if len(frame) < ETH_HEADER_LEN:
+        n = len(frame)
+        fast = self._fast4_in
+        if fast and n >= 34:
+            # Fast dispatch (register_protocol's `fast`): the packets `_on_ipv4` would decode with
+            # a bare 20-byte header (version 4, IHL 5, total length within the frame, no reserved
+            # bit) and, being for us and not fragments, hand straight to their protocol's handler.
+            # The header checksum is verified as IPv4.decode does (the RFC 1071 sum of the 20
+            # bytes, see threatlab.net.checksum). Anything else, or a fast handler declining, takes
+            # the usual way below.
+            et, vihl, total, ff, proto, src, dst = _ETH_IPV4_VIEW.unpack_from(frame)
+            if et == ETH_P_IP and vihl == 0x45 and 20 <= total <= n - ETH_HEADER_LEN \
+                    and not ff & _IP_NOT_PLAIN and dst in self._accept4:
+                handler = fast.get(proto)
+                if handler is not None:
+                    s = _from_bytes(frame[ETH_HEADER_LEN:34], "big")
+                    if s and not s % 0xFFFF and handler(_V4_ADDRS.get(src) or _ipv4_address(src),
+                                                        _V4_ADDRS.get(dst) or _ipv4_address(dst),
+                                                        frame[34:ETH_HEADER_LEN + total], nic):
+                        return
+        if n < ETH_HEADER_LEN:
             self.drops["malformed-ethernet"] += 1
             return
         et = (frame[12] << 8) | frame[13]

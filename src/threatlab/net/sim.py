@@ -67,7 +67,7 @@ class Simulator:
     `post` is the cheaper, non-cancellable form the network's data path uses.
     """
 
-    __slots__ = ("now", "seed", "rng", "_heap", "_seq", "events_run")
+    __slots__ = ("now", "seed", "rng", "_heap", "_seq", "events_run", "_running")
 
     def __init__(self, seed: int = 0) -> None:
         if not isinstance(seed, int):
@@ -78,6 +78,9 @@ class Simulator:
         self._heap: list[tuple[int, int, Callable[..., Any], tuple]] = []
         self._seq = count()
         self.events_run = 0
+        # True while run() pops events: a component may then run an event that would be the very
+        # next one popped at once, without the heap round trip (see `Segment._arrive`)
+        self._running = False
 
     # -- randomness -------------------------------------------------------------------------
 
@@ -148,6 +151,8 @@ class Simulator:
         """
         heap = self._heap
         n = 0
+        outer = self._running
+        self._running = True
         try:
             if until is None:
                 while heap:
@@ -165,6 +170,7 @@ class Simulator:
                     fn(*args)
                 self.now = until
         finally:
+            self._running = outer
             self.events_run += n
 
     def run_for(self, duration_ns: int) -> None:

@@ -46,6 +46,12 @@ _CSUM_OFF = _TCP_OFF + 16
 _PATCH = struct.Struct("!IIHHH")
 
 
+def _frame_struct(head: bytes, tail: bytes) -> struct.Struct:
+    """The whole frame as one struct: head, the `_PATCH` fields, tail. One `pack` builds a frame
+    (one allocation instead of three for `head + _PATCH.pack(...) + tail`)."""
+    return struct.Struct(f"!{len(head)}s{_PATCH.format[1:]}{len(tail)}s")
+
+
 class SegmentTemplate:
     """A spoofed TCP segment in its Ethernet frame, ready to be stamped with sequence numbers.
 
@@ -57,7 +63,7 @@ class SegmentTemplate:
     """
 
     __slots__ = ("head", "tail", "offflags", "window", "hc", "base", "length", "src_ip", "dst_ip",
-                 "src_port", "dst_port", "flags", "payload")
+                 "src_port", "dst_port", "flags", "payload", "packer")
 
     def __init__(self, src_mac: bytes, dst_mac: bytes, src_ip: IPv4Address, dst_ip: IPv4Address,
                  src_port: int, dst_port: int, flags: TcpFlags, *, window: int = 0, payload: bytes = b"",
@@ -74,6 +80,7 @@ class SegmentTemplate:
         self.offflags, self.window, hc = struct.unpack_from("!HHH", frame, _SEQ_OFF + 8)
         self._set_checksum(hc)
         self.length = len(frame)
+        self.packer = _frame_struct(self.head, self.tail)  # the same for every source port
 
     def _set_checksum(self, hc: int) -> None:
         self.hc = hc  # the template's own checksum (SEG.SEQ = SEG.ACK = 0)
@@ -104,8 +111,8 @@ class SegmentTemplate:
         return s ^ 0xFFFF
 
     def frame(self, seq: int, ack: int = 0) -> bytes:
-        patch = _PATCH.pack(seq, ack, self.offflags, self.window, self.checksum(seq, ack))
-        return self.head + patch + self.tail
+        return self.packer.pack(self.head, seq, ack, self.offflags, self.window, self.checksum(seq, ack),
+                                self.tail)
 
     def segment(self, seq: int, ack: int = 0) -> TcpSegment:
         """The segment `frame(seq, ack)` carries, as the codec sees it (for tests and reports)."""
@@ -202,7 +209,6 @@ class BlindSweep:
         n = min(self.batch, left)
         sent = 0
         tx = self.nic.transmit
-        pack = _PATCH.pack
         step = self.step
         per = self.per_port
         while sent < n and self._port < nports:
@@ -214,6 +220,7 @@ class BlindSweep:
                 self.starts.append(self._start)
             t = self._template
             head, tail, base, offflags, window = t.head, t.tail, t.base, t.offflags, t.window
+            pack = t.packer.pack
             start = self._start
             k = min(n - sent, per - i)
             if self.ack_pairs:
@@ -228,17 +235,19 @@ class BlindSweep:
                     s = base + (seq >> 16) + (seq & 0xFFFF) + (ack >> 16) + (ack & 0xFFFF)
                     s = (s & 0xFFFF) + (s >> 16)
                     s = (s & 0xFFFF) + (s >> 16)
-                    tx(head + pack(seq, ack, offflags, window, s ^ 0xFFFF) + tail)
+                    tx(pack(head, seq, ack, offflags, window, s ^ 0xFFFF, tail))
                 self._pair_ack = ack
             else:
                 ack = self.ack
-                ack_sum = base + (ack >> 16) + (ack & 0xFFFF)
+                # SegmentTemplate.checksum with its two folds done by one modulo: the word sum
+                # base + the halves of ACK and SEQ is congruent (mod 0xffff) to c + seq, where
+                # c = base + the halves of ACK; it is positive (base >= 4 * 0xffff) and below
+                # 2^20, where the two end-around-carry folds give (sum - 1) % 0xffff + 1, so the
+                # checksum is 0xffff minus that
+                c = base + (ack >> 16) + (ack & 0xFFFF) - 1
                 seq = (start + i * step) & _M
                 for _ in range(k):
-                    s = ack_sum + (seq >> 16) + (seq & 0xFFFF)
-                    s = (s & 0xFFFF) + (s >> 16)
-                    s = (s & 0xFFFF) + (s >> 16)
-                    tx(head + pack(seq, ack, offflags, window, s ^ 0xFFFF) + tail)
+                    tx(pack(head, seq, ack, offflags, window, 0xFFFE - (c + seq) % 0xFFFF, tail))
                     seq = (seq + step) & _M
             sent += k
             i += k

@@ -8,8 +8,9 @@ Everything here acts on frames in the simulated network, as bytes:
   "data lost in the network" of 6.2). Not an attacker: a model of the path, on a bridge.
 - `ResettingMiddlebox`: a stateful on-path box without the tcpsecure fix that answers the challenge
   ACK with its cached RST (6.1) or with a RST at the ACK plus the window (6.2).
-- `RandomizedChallengeAckLimiter`: Linux's fix for CVE-2016-5696 (a random budget per interval),
-  as a `ChallengeAckLimiter` a `TcpStack` shares between its connections.
+- `RandomizedChallengeAckLimiter`: Linux's fix for CVE-2016-5696 (a random budget per interval);
+  it lives in `threatlab.tcp.challenge` (`TcpConfig.challenge_ack_budget = "random"`) and is
+  re-exported here, where it first was.
 - `CounterSideChannel`: the off-path attacker of CVE-2016-5696, which counts the challenge ACKs its
   own connection gets to learn whether a spoofed probe used one up.
 - `ForcedIsnRandom`: a `random.Random` whose next 32-bit draw is chosen (3.2's corner case).
@@ -42,7 +43,7 @@ from threatlab.net.topology import (
     mac_for,
 )
 from threatlab.net.wire import ETH_P_IP, IPPROTO_TCP, Ethernet, IPv4
-from threatlab.tcp.challenge import ChallengeAckLimiter
+from threatlab.tcp.challenge import RandomizedChallengeAckLimiter
 from threatlab.tcp.wire import TcpFlags, TcpSegment
 
 __all__ = [
@@ -396,42 +397,7 @@ class ResettingMiddlebox:
         self.adversary.send_frame(rst, self.inside)
 
 
-# --- CVE-2016-5696: the global counter and its fix ------------------------------------------------
-
-
-class RandomizedChallengeAckLimiter(ChallengeAckLimiter):
-    """Linux's fix for CVE-2016-5696 (commit 75ff39ccc1bd, Linux 4.7): at the start of each
-    interval the budget is drawn anew as ceil(count/2) + uniform(0 .. count-1), so an observer who
-    counts the challenge ACKs it gets cannot tell whether someone else used one up.
-
-    The window starts as `ChallengeAckLimiter`'s does (at the first challenge ACK after the last
-    window ended); Linux aligns it to the second of its clock. `budgets` records every draw.
-    """
-
-    __slots__ = ("_budget", "_half", "budgets", "rng")
-
-    def __init__(self, count: int, interval_s: float, rng: random.Random) -> None:
-        super().__init__(count, interval_s)
-        if count < 1:
-            raise ParamError("a randomized challenge ACK budget needs count >= 1")
-        self.rng = rng
-        self._half = (count + 1) >> 1
-        self._budget = count
-        self.budgets: list[int] = []
-
-    def allow(self, now: int) -> bool:
-        start = self._window_start
-        if start is None or now - start >= self.interval_ns:
-            self._window_start = now
-            self._in_window = 0
-            self._budget = self._half + self.rng.randrange(self.count)
-            self.budgets.append(self._budget)
-        if self._in_window < self._budget:
-            self._in_window += 1
-            self.sent += 1
-            return True
-        self.suppressed += 1
-        return False
+# --- CVE-2016-5696: reading the global counter (its fix: TcpConfig.challenge_ack_budget) --------
 
 
 @dataclass(slots=True)

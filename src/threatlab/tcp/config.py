@@ -31,6 +31,10 @@ class TcpConfig:
     # one limiter per connection, or one per host shared by all its endpoints (pass the same
     # `ChallengeAckLimiter` to each; Linux's tcp_challenge_ack_limit was host-global).
     challenge_ack_scope: Literal["connection", "host"] = "connection"
+    # Linux 4.7's fix for CVE-2016-5696: "random" draws each interval's budget anew as
+    # ceil(count/2) + uniform(0..count-1) (a `RandomizedChallengeAckLimiter`, for either scope);
+    # "fixed" lets out exactly `count`, as the draft says.
+    challenge_ack_budget: Literal["fixed", "random"] = "fixed"
     # tcpsecure 1 / RFC 6056: random ephemeral ports (see `choose_ephemeral_port`).
     port_randomization: bool = False
     ephemeral_ports: tuple[int, int] = (49152, 65535)
@@ -62,6 +66,13 @@ class TcpConfig:
             raise ParamError(
                 f"challenge_ack_scope {self.challenge_ack_scope!r} must be 'connection' or 'host'"
             )
+        if self.challenge_ack_budget not in ("fixed", "random"):
+            raise ParamError(
+                f"challenge_ack_budget {self.challenge_ack_budget!r} must be 'fixed' or 'random'"
+            )
+        if self.challenge_ack_budget == "random" and self.challenge_ack_limit is not None \
+                and self.challenge_ack_limit[0] < 1:
+            raise ParamError("a random challenge ACK budget needs a challenge_ack_limit count >= 1")
         lo, hi = self.ephemeral_ports
         if not 1 <= lo <= hi <= 65535:
             raise ParamError(
@@ -99,6 +110,8 @@ class TcpConfig:
                 on.add(ident)
         if self.challenge_ack_limit is not None:
             on.add("challenge-ack-limit")
+        if self.challenge_ack_budget == "random":
+            on.add("challenge-ack-random-budget")
         if self.tcp_md5_key is not None:
             on.add("tcp-md5")
         return frozenset(on)

@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 from threatlab.errors import DecodeError, ParamError
 from threatlab.net.wire import internet_checksum
 from threatlab.tcp._state import SYNCHRONIZED, State, TcpStateError, Trigger, check_send, transition
-from threatlab.tcp.challenge import ChallengeAckLimiter
+from threatlab.tcp.challenge import ChallengeAckLimiter, RandomizedChallengeAckLimiter
 from threatlab.tcp.config import TcpConfig
 from threatlab.tcp.events import (
     ChallengeAckSent,
@@ -123,10 +123,14 @@ _F_ACK_PSH_FIN = TcpFlags.ACK | TcpFlags.PSH | TcpFlags.FIN
 _F_SYN_ACK = TcpFlags.SYN | TcpFlags.ACK
 _F_RST_ACK = TcpFlags.RST | TcpFlags.ACK
 
-# ports, seq, flags: enough to judge a bare RST before decoding anything else
-_PEEK = struct.Struct("!HHI5xB")
+# ports, seq, data offset, flags: enough to judge a bare RST before decoding anything else
+_PEEK = struct.Struct("!HHI4xBB")
+_from_bytes = int.from_bytes  # bound once: `int.from_bytes(...)` binds the classmethod per call
+_IP_TYPES = (IPv4Address, IPv6Address)
+_EV_OUT_OF_WINDOW = SegmentDropped(DROP_OUT_OF_WINDOW)  # events are values: one serves every endpoint
 
 _S = State
+_CLOSED = State.CLOSED
 _DATA_STATES = frozenset({_S.ESTABLISHED, _S.CLOSE_WAIT, _S.FIN_WAIT_1, _S.LAST_ACK})
 _TEXT_STATES = frozenset({_S.ESTABLISHED, _S.FIN_WAIT_1, _S.FIN_WAIT_2})
 # RFC 5961 3.2 validates RSTs "in all states except SYN-SENT"; tcpsecure 3.2 and 4.2 speak of the
@@ -197,7 +201,11 @@ class TcpEndpoint:
         if challenge_ack_limiter is None and config.challenge_ack_limit is not None:
             if config.challenge_ack_scope == "host":
                 raise ParamError("challenge_ack_scope 'host' needs a shared ChallengeAckLimiter passed in")
-            challenge_ack_limiter = ChallengeAckLimiter(*config.challenge_ack_limit)
+            if config.challenge_ack_budget == "random":
+                # Linux 4.7 (CVE-2016-5696), here per connection: drawn from this endpoint's rng
+                challenge_ack_limiter = RandomizedChallengeAckLimiter(*config.challenge_ack_limit, rng)
+            else:
+                challenge_ack_limiter = ChallengeAckLimiter(*config.challenge_ack_limit)
         self.challenge_ack_limiter = challenge_ack_limiter
 
         self.state = State.CLOSED
@@ -389,10 +397,11 @@ class TcpEndpoint:
         -> the local address). `src_ip` is needed in LISTEN unless a remote was given.
         Never raises for bad input: malformed segments are dropped and counted."""
         self.counters.segments_received += 1
-        if src_ip is not None and not isinstance(src_ip, (IPv4Address, IPv6Address)):
+        # (the exact-type tests first: they are what a stack passes, and cost less than isinstance)
+        if type(src_ip) is not IPv4Address and src_ip is not None and not isinstance(src_ip, _IP_TYPES):
             src_ip = ip_address(src_ip)
         raw = None
-        if not isinstance(segment, TcpSegment):
+        if type(segment) is bytes or not isinstance(segment, TcpSegment):
             raw = segment
             if self._fast_path(raw, now, src_ip):
                 return
@@ -420,17 +429,22 @@ class TcpEndpoint:
     def _fast_path(self, raw: Any, now: int, src_ip: Any) -> bool:
         """Judge a bare RST (no options, no data, no SYN/FIN) from its header fields alone: the
         flood case of tcpsecure 2.1. Returns True when the segment has been handled."""
-        if len(raw) != 20 or raw[12] != 0x50 or self._md5_key is not None:
+        if len(raw) != 20 or self._md5_key is not None:
             return False
-        sp, dp, seq, fl = _PEEK.unpack_from(raw)
-        if fl & 0x07 != 0x04 or sp != self.remote_port or dp != self.local_port:  # RST, no SYN/FIN
+        sp, dp, seq, off, fl = _PEEK.unpack_from(raw)
+        # no options, RST without SYN/FIN, our ports
+        if off != 0x50 or fl & 0x07 != 0x04 or sp != self.remote_port or dp != self.local_port:
             return False
         if src_ip is not None and src_ip is not self.remote_ip and src_ip != self.remote_ip:
             return False
-        if self.config.verify_checksum and internet_checksum(raw, self._psum + 20) != 0:
-            return False  # the slow path names the drop
+        if self.config.verify_checksum:
+            # internet_checksum(raw, psum + 20) == 0, inlined: the sum over the pseudo-header and
+            # the 20 bytes folds to 0xffff (threatlab.net.checksum.sum_ok)
+            total = _from_bytes(raw, "big") + self._psum + 20
+            if total % 0xFFFF or not total:
+                return False  # the slow path names the drop
         st = self.state
-        if st is _S.CLOSED:
+        if st is _CLOSED:
             self._drop(DROP_CLOSED)  # RFC 9293 3.10.7.1: an incoming RST is discarded
             return True
         if st not in _RST_CHECK_STATES:
@@ -438,7 +452,11 @@ class TcpEndpoint:
         off = (seq - self.rcv_nxt) & _M
         wnd = self.rcv_wnd
         if (off != 0) if wnd == 0 else (off >= wnd):
-            self._drop(DROP_OUT_OF_WINDOW)  # RFC 793: an out-of-window RST is dropped silently
+            # RFC 793: an out-of-window RST is dropped silently. This is the drop of every
+            # segment but one of a blind sweep: self._drop(DROP_OUT_OF_WINDOW), inlined.
+            dropped = self.counters.segments_dropped
+            dropped[DROP_OUT_OF_WINDOW] = dropped.get(DROP_OUT_OF_WINDOW, 0) + 1
+            self._events.append(_EV_OUT_OF_WINDOW)
             return True
         if off != 0 and self.config.rst_exact:
             self._challenge_ack(now, "rst-exact")  # tcpsecure 2.2 C)

@@ -18,7 +18,7 @@ from typing import Any
 from threatlab.net.host import Host
 from threatlab.net.wire import IPPROTO_TCP, IPv4
 from threatlab.tcp._state import State
-from threatlab.tcp.challenge import ChallengeAckLimiter
+from threatlab.tcp.challenge import ChallengeAckLimiter, RandomizedChallengeAckLimiter
 from threatlab.tcp.config import TcpConfig
 from threatlab.tcp.endpoint import TcpEndpoint
 from threatlab.tcp.events import Event
@@ -84,15 +84,19 @@ class TcpStack:
         self.config = config or TcpConfig()
         self.rng = rng or self.sim.child_rng(f"tcp:{host.name}")
         # tcpsecure 2.2 throttling: one limiter shared by every connection when its scope is the host
+        # (randomized per Linux 4.7 with challenge_ack_budget="random", drawing from the stack's rng)
         if limiter is None and self.config.challenge_ack_limit is not None and self.config.challenge_ack_scope == "host":
             count, interval = self.config.challenge_ack_limit
-            limiter = ChallengeAckLimiter(count, interval)
+            if self.config.challenge_ack_budget == "random":
+                limiter = RandomizedChallengeAckLimiter(count, interval, self.rng)
+            else:
+                limiter = ChallengeAckLimiter(count, interval)
         self.limiter = limiter
         self.connections: dict[Key, Connection] = {}
         self.listeners: dict[int, tuple[TcpConfig, EventCallback | None, Callable[[Connection], Any] | None]] = {}
         self.counters: Counter[str] = Counter()
         self._last_port: int | None = None
-        host.register_protocol(IPPROTO_TCP, self._on_packet)
+        host.register_protocol(IPPROTO_TCP, self._on_packet, fast=self._on_segment)
 
     # --- user calls -------------------------------------------------------------------------------
 
@@ -128,31 +132,49 @@ class TcpStack:
 
     # --- segment arrival --------------------------------------------------------------------------
 
-    def _on_packet(self, packet: IPv4, nic: Any) -> None:
-        raw = packet.payload
+    def _on_segment(self, src: IPv4Address, dst: IPv4Address, raw: bytes, nic: Any) -> bool:
+        """A segment for one of our connections, from the host's fast dispatch (no `IPv4` built);
+        False for anything else, which then comes to `_on_packet`."""
         if len(raw) < 20:
-            self.counters["dropped: malformed"] += 1
-            return
+            return False
         sport, dport = _PORTS.unpack_from(raw)
-        src = packet.src
         # src._ip is int(src) without the Python-level __int__ call: this runs once per segment
         conn = self.connections.get((dport, src._ip, sport))
-        if conn is not None:
-            ep = conn.endpoint
-            now = self.sim.now
-            ep.receive(raw, now, src)
-            out = ep.segments_to_send(now)
-            events = ep.events()
-            if out or ep.state is _CLOSED or ep.next_timer() != conn._deadline:
-                self._after(conn, out, events)
-            elif events:
-                # the common case of a flood: a segment dropped with nothing sent and no timer moved
+        if conn is None:
+            return False
+        ep = conn.endpoint
+        now = self.sim.now
+        ep.receive(raw, now, src)
+        # ep._out and ep._events are what segments_to_send() and events() would hand over; read
+        # here, they save two calls per segment on the path of a flood. Likewise the timer: with
+        # neither of the endpoint's deadlines set, next_timer() is None.
+        if ep._out or ep.state is _CLOSED or (
+            ep.next_timer() != conn._deadline
+            if ep._rtx_deadline is not None or ep._tw_deadline is not None
+            else conn._deadline is not None
+        ):
+            self._after(conn, ep.segments_to_send(now), ep.events())
+        else:
+            # the common case of a flood: a segment dropped with nothing sent and no timer moved
+            events = ep._events
+            if events:
+                ep._events = []
                 conn.events.extend(events)
                 cb = conn.on_event
                 if cb is not None:
                     for ev in events:
                         cb(conn, ev)
+        return True
+
+    def _on_packet(self, packet: IPv4, nic: Any) -> None:
+        raw = packet.payload
+        if len(raw) < 20:
+            self.counters["dropped: malformed"] += 1
             return
+        src = packet.src
+        if self._on_segment(src, packet.dst, raw, nic):
+            return
+        sport, dport = _PORTS.unpack_from(raw)
         listener = self.listeners.get(dport)
         if listener is None or raw[13] & (_RST | _ACK) or not raw[13] & _SYN:
             self._no_connection(packet, raw)

@@ -25,7 +25,6 @@ from threatlab.tcp.challenge_attacks import (
     CounterSideChannel,
     ForcedIsnRandom,
     PathFaults,
-    RandomizedChallengeAckLimiter,
     ResettingMiddlebox,
     SideChannelResult,
     SpoofedFlood,
@@ -738,12 +737,11 @@ def side_channel_trial(params: Mapping[str, Any], defenses: frozenset[str], rng:
     window = int(params["server_window"])
     wscale = _wscale(window)
     scope = "connection" if "challenge-ack-per-connection" in defenses else "host"
+    budget = "random" if "challenge-ack-random-budget" in defenses else "fixed"
     server_cfg = TcpConfig(rst_exact=True, syn_challenge=True, ack_check=True, challenge_ack_limit=(limit, 1.0),
-                           challenge_ack_scope=scope, rcv_buf=window, window_scale=wscale)
-    limiter = None
-    if "challenge-ack-random-budget" in defenses and scope == "host":
-        limiter = RandomizedChallengeAckLimiter(limit, 1.0, sim.child_rng("challenge-ack-budget"))
-    server = TcpStack(srv, server_cfg, limiter=limiter)
+                           challenge_ack_scope=scope, challenge_ack_budget=budget, rcv_buf=window,
+                           window_scale=wscale)
+    server = TcpStack(srv, server_cfg)
     server.listen(_SERVER_PORT)
     n_ports = int(params["ports"])
     client_port = _PORT_LO + rng.randrange(n_ports)
@@ -820,15 +818,19 @@ def side_channel_expected(params: Mapping[str, Any], defenses: frozenset[str]) -
     binary search. Per-connection limit: the attacker's own connection always gets `limit`, so the
     first round sees nothing and it gives up. Randomized budget B = ceil(L/2) + U{0..L-1}: the
     attacker sees fewer than L when B - used < L, so it judges a round "hit" with probability
-    (L - ceil(L/2) + 1)/L when a probe used one, (L - ceil(L/2))/L when none did: a coin flip."""
+    (L - ceil(L/2) + 1)/L when a probe used one, (L - ceil(L/2))/L when none did: a coin flip.
+    Both: the probes never touch the attacker's own (randomized) limiter, so every round is judged
+    "hit" with probability (L - ceil(L/2))/L whatever the truth, and the search is a random walk."""
     n = int(params["ports"])
     limit = int(params["limit"])
-    if "challenge-ack-per-connection" in defenses:
-        return {"success_rate": 0.0, "port_found_mean": 0.0, "presence_detected_mean": 0.0, "rounds_mean": 1.0}
+    per_connection = "challenge-ack-per-connection" in defenses
     if "challenge-ack-random-budget" in defenses:
         half = (limit + 1) >> 1
-        p1 = (limit - half + 1) / limit  # judged hit when a probe used one
-        p0 = (limit - half) / limit  # judged hit when none did
+        p0 = (limit - half) / limit  # judged hit when no probe used one of the attacker's budget
+        p1 = p0 if per_connection else (limit - half + 1) / limit  # ... and when one did
+    elif per_connection:
+        return {"success_rate": 0.0, "port_found_mean": 0.0, "presence_detected_mean": 0.0,
+                "rounds_mean": 1.0}
     else:
         p1, p0 = 1.0, 0.0
     p_search, rounds, spoofed = _search(n, p1, 1 - p0)
@@ -874,10 +876,9 @@ SIDE_CHANNEL = Threat(
         Defense("challenge-ack-per-connection", "challenge_ack_scope='connection': each connection has its own "
                 "limiter, so the attacker's count says nothing about other connections (RFC 5961 7 allows "
                 "either; the shared counter is what leaks)"),
-        Defense("challenge-ack-random-budget", "Linux 4.7's fix: the host-global budget is drawn anew each "
-                "interval as ceil(limit/2) + uniform(0..limit-1) (a RandomizedChallengeAckLimiter shared by "
-                "the server's stack; with challenge-ack-per-connection too, the per-connection limiters are "
-                "fixed)"),
+        Defense("challenge-ack-random-budget", "challenge_ack_budget='random', Linux 4.7's fix: the budget "
+                "is drawn anew each interval as ceil(limit/2) + uniform(0..limit-1), by the host-global "
+                "limiter or, with challenge-ack-per-connection too, by each connection's own"),
     ),
     metrics=(
         Metric("success_rate", "share of trials", "the attacker named the client's port (and, with infer_seq, "
