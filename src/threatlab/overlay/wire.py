@@ -26,7 +26,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import ClassVar, Union
+from typing import ClassVar, Union, get_args
 
 from threatlab.errors import DecodeError
 
@@ -1218,30 +1218,7 @@ Body = Union[
     PingAns,
     ErrorResponse,
 ]
-BODIES: dict[int, type] = {
-    cls.CODE: cls
-    for cls in (
-        ProbeReq,
-        ProbeAns,
-        AttachReq,
-        AttachAns,
-        StoreReq,
-        StoreAns,
-        FetchReq,
-        FetchAns,
-        JoinReq,
-        JoinAns,
-        LeaveReq,
-        LeaveAns,
-        UpdateReq,
-        UpdateAns,
-        RouteQueryReq,
-        RouteQueryAns,
-        PingReq,
-        PingAns,
-        ErrorResponse,
-    )
-}
+BODIES: dict[int, type] = {cls.CODE: cls for cls in get_args(Body)}
 
 
 def is_request(code: int) -> bool:
