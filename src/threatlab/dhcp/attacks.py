@@ -126,6 +126,35 @@ def dhcp_frame(
     return Ethernet(dst_mac, src_mac, ETH_P_IP, packet.encode()).encode()
 
 
+BOOTP_MIN = 300  # BOOTP (RFC 951, RFC 1542): a message is at least 300 bytes; real stacks pad to it
+
+
+def _padded(msg: DhcpMessage) -> bytes:
+    """`msg` encoded, padded with zeros to the BOOTP minimum as real clients and servers send it."""
+    data = msg.encode()
+    return data + bytes(max(0, BOOTP_MIN - len(data)))
+
+
+def _reply_options(mtype: MessageType, server_id: IPv4Address, *, lease_time: int | None, mask: IPv4Address,
+                   routers, dns, extra: tuple[Option, ...] = (),
+                   auth: Callable[[], Authentication | None] | None = None) -> tuple[Option, ...]:
+    """A forged server reply's options, in a real server's order; `lease_time` None leaves it out."""
+    opts: list[Option] = [DhcpMessageType(mtype), ServerIdentifier(server_id)]
+    if lease_time is not None:
+        opts.append(IpAddressLeaseTime(lease_time))
+    opts.append(SubnetMask(mask))
+    if routers:
+        opts.append(Routers(routers))
+    if dns:
+        opts.append(DomainNameServers(dns))
+    opts += extra
+    if auth is not None:
+        a = auth()
+        if a is not None:
+            opts.append(a)
+    return tuple(opts)
+
+
 def _reframe(f: DhcpFrame, data: bytes) -> bytes:
     """The same envelope around new DHCP bytes (lengths and checksums recomputed)."""
     seg = UDP(f.udp.src_port, f.udp.dst_port, data).encode(f.ip.src, f.ip.dst)
@@ -348,18 +377,8 @@ class RogueServer:
         self._send(m, MessageType.ACK, address, full=True)
 
     def _send(self, m: DhcpMessage, mtype: MessageType, yiaddr: IPv4Address, *, full: bool) -> None:
-        opts: list[Option] = [DhcpMessageType(mtype), ServerIdentifier(self.server_id)]
-        if full:
-            opts.append(IpAddressLeaseTime(self.lease_time))
-        opts.append(SubnetMask(self.mask))
-        if self.routers:
-            opts.append(Routers(self.routers))
-        if self.dns:
-            opts.append(DomainNameServers(self.dns))
-        if self.auth is not None:
-            a = self.auth()
-            if a is not None:
-                opts.append(a)
+        opts = _reply_options(mtype, self.server_id, lease_time=self.lease_time if full else None, mask=self.mask,
+                              routers=self.routers, dns=self.dns, auth=self.auth)
         reply = DhcpMessage(
             op=BOOTREPLY,
             xid=m.xid,
@@ -368,11 +387,9 @@ class RogueServer:
             yiaddr=yiaddr,
             giaddr=m.giaddr,
             chaddr=m.chaddr,
-            options=tuple(opts),
+            options=opts,
         )
-        data = reply.encode()
-        if len(data) < 300:
-            data += bytes(300 - len(data))
+        data = _padded(reply)
         if self.finish is not None:
             data = self.finish(data)
         src_ip = self.host.ip or _ZERO
@@ -533,10 +550,7 @@ class FakeClients:
             a = self.auth()
             if a is not None:
                 opts.append(a)
-        msg = DhcpMessage(op=BOOTREQUEST, xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr, options=tuple(opts))
-        data = msg.encode()
-        if len(data) < 300:
-            data += bytes(300 - len(data))
+        data = _padded(DhcpMessage(op=BOOTREQUEST, xid=xid, flags=BROADCAST_FLAG, chaddr=chaddr, options=tuple(opts)))
         src_mac = chaddr if self.spoof_mac else self.host.mac
         self.counters["packets"] += 1
         self.counters[f"sent {mtype.name}"] += 1
@@ -565,9 +579,7 @@ def _victim_message(
     if victim.client_id is not None:
         opts.append(victim.client_id)
     opts += extra
-    msg = DhcpMessage(op=BOOTREQUEST, xid=xid, ciaddr=ciaddr, chaddr=victim.chaddr, options=tuple(opts))
-    data = msg.encode()
-    return data + bytes(max(0, 300 - len(data)))
+    return _padded(DhcpMessage(op=BOOTREQUEST, xid=xid, ciaddr=ciaddr, chaddr=victim.chaddr, options=tuple(opts)))
 
 
 def forge_release(
@@ -660,19 +672,9 @@ class AckForger:
             self._ack(m, _ZERO, self.server, lease=False)
 
     def _ack(self, m: DhcpMessage, yiaddr: IPv4Address, server: IPv4Address, *, lease: bool) -> None:
-        opts: list[Option] = [DhcpMessageType(MessageType.ACK), ServerIdentifier(server)]
-        if lease:
-            opts.append(IpAddressLeaseTime(self.lease_time))
-        opts.append(SubnetMask(self.mask))
-        if self.routers:
-            opts.append(Routers(self.routers))
-        if self.dns:
-            opts.append(DomainNameServers(self.dns))
-        opts += self.inject
-        if self.auth is not None:
-            a = self.auth()
-            if a is not None:
-                opts.append(a)
+        opts = _reply_options(MessageType.ACK, server, lease_time=self.lease_time if lease else None,
+                              mask=self.mask, routers=self.routers, dns=self.dns, extra=self.inject,
+                              auth=self.auth)
         reply = DhcpMessage(
             op=BOOTREPLY,
             xid=m.xid,
@@ -680,10 +682,9 @@ class AckForger:
             ciaddr=m.ciaddr,
             yiaddr=yiaddr,
             chaddr=m.chaddr,
-            options=tuple(opts),
+            options=opts,
         )
-        data = reply.encode()
-        data += bytes(max(0, 300 - len(data)))
+        data = _padded(reply)
         dst_ip = m.ciaddr if m.ciaddr != _ZERO else (yiaddr if not m.broadcast else _BROADCAST)
         dst_mac = BROADCAST_MAC if dst_ip == _BROADCAST else m.mac
         self.counters["packets"] += 1
@@ -758,8 +759,7 @@ class OnPathEditor:
         if new is f.msg:
             return frame
         self.counters["modified"] += 1
-        data = new.encode()
-        return _reframe(f, data + bytes(max(0, 300 - len(data))))
+        return _reframe(f, _padded(new))
 
 
 class AlteringRelay(DhcpRelay):
